@@ -45,8 +45,23 @@ class StageCommand:
     help: str
 
 
-# Stage commands are registered here as their stages land: name -> StageCommand.
-COMMANDS: dict[str, StageCommand] = {}
+def _commands() -> dict[str, StageCommand]:
+    # Imported here so that `pmpprag --help` stays fast; each stage imports its heavy
+    # dependencies (torch, faiss, pymupdf) only when it runs.
+    from pmpprag.ingest import corpus_pdf
+    from pmpprag.ingest import stage as ingest
+
+    return {
+        "ingest": StageCommand(ingest.IngestConfig, ingest.run, "PDF/Markdown -> chunks.jsonl"),
+        "corpus build-pdf": StageCommand(
+            corpus_pdf.CorpusPdfConfig,
+            corpus_pdf.build_pdf,
+            "typeset data/corpus as a book-like PDF",
+        ),
+    }
+
+
+COMMANDS = _commands()
 
 
 def _stage_parser(sub: Any, name: str, command: StageCommand) -> None:
@@ -56,7 +71,10 @@ def _stage_parser(sub: Any, name: str, command: StageCommand) -> None:
         f"  {flag:{width}}  {help_} [default: {default}]" for flag, default, help_ in rows
     )
     p = sub.add_parser(
-        name, help=command.help, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+        name.split(" ")[-1],
+        help=command.help,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", help="YAML file with option: value pairs")
     p.set_defaults(stage=name)
@@ -74,8 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("name", help="a name from `pmpprag models list`")
     f.set_defaults(func=_models_fetch)
 
+    groups: dict[str, Any] = {}
     for name, command in COMMANDS.items():
-        _stage_parser(sub, name, command)
+        group, _, verb = name.partition(" ")
+        if not verb:
+            _stage_parser(sub, name, command)
+            continue
+        if group not in groups:
+            groups[group] = sub.add_parser(group, help=f"{group} commands").add_subparsers(
+                dest=f"{group}_command", required=True
+            )
+        _stage_parser(groups[group], name, command)
     return parser
 
 
@@ -96,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognised arguments: {' '.join(rest)}")
         return int(args.func(args))
-    except (ConfigError, models.ModelError) as err:
+    except (ConfigError, models.ModelError, ValueError, FileNotFoundError) as err:
         print(f"pmpprag: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,253 @@
+"""The ingest stage: a book PDF (or a folder of Markdown/text notes) -> chunks.jsonl + manifest.
+
+    pmpprag ingest --pdf BOOK.pdf --chapters 2-6 --out out/ingest/pmpp
+    pmpprag ingest --markdown data/corpus --chapters 1-7,13,16,17,20
+    pmpprag ingest                      # the embedded default: the companion corpus PDF
+
+Writes into ``--out``: ``chunks.jsonl`` (schema.Chunk), ``chapters.json`` (the detected table of
+chapters and sections, also printed), ``config.yaml`` and ``manifest.json`` (input hash,
+settings, counts per chapter). Every file is written atomically; the manifest goes last, so a
+folder with a manifest is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from pmpprag import models
+from pmpprag.config import option, to_dict
+from pmpprag.ingest.chunking import ChunkingConfig, Piece, chunk_id, pack_section
+from pmpprag.ingest.corpus_pdf import CorpusPdfConfig, build_pdf
+from pmpprag.ingest.markdown import parse_markdown, plain_inline
+from pmpprag.ingest.pdf import ChapterInfo, Element, IngestError, SectionInfo, read_pdf
+from pmpprag.schema import Chunk, atomic_write, write_jsonl
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["IngestConfig", "IngestResult", "parse_chapters", "run"]
+
+DEFAULT_CORPUS_PDF = Path("out/corpus/pmpp-companion.pdf")
+
+
+@dataclass
+class IngestConfig:
+    pdf: Path | None = option(None, "book PDF to ingest (default: the companion corpus PDF)")
+    markdown: Path | None = option(None, "folder of chNN-*.md / *.txt notes instead of a PDF")
+    chapters: str = option("all", "chapters to keep: 'all', '2-6', '1-7,13,16,17,20'")
+    chapter_map: Path | None = option(
+        None, "YAML chapter map for PDFs whose structure is not found"
+    )
+    out: Path = option(Path("out/ingest/companion"), "output folder")
+    corpus: Path = option(Path("data/corpus"), "companion corpus, typeset when no input is given")
+    chunking: ChunkingConfig = option(default_factory=ChunkingConfig, help="chunking settings")
+
+    def __post_init__(self) -> None:
+        if self.pdf is not None and self.markdown is not None:
+            raise ValueError("give either --pdf or --markdown, not both")
+        parse_chapters(self.chapters)
+
+
+@dataclass
+class IngestResult:
+    out: Path
+    chunks: list[Chunk]
+    chapters: list[ChapterInfo]
+
+
+def parse_chapters(spec: str) -> set[int] | None:
+    """'2-6' -> {2,...,6}; '1-7,13' -> {1,...,7,13}; 'all' -> None (every chapter)."""
+    spec = str(spec).strip().lower()
+    if spec in ("", "all"):
+        return None
+    chosen: set[int] = set()
+    for part in spec.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m:
+            raise ValueError(f"--chapters {spec!r}: use 'all', '2-6' or '1-7,13,16'")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise ValueError(f"--chapters {spec!r}: range {lo}-{hi} runs backwards")
+        chosen.update(range(lo, hi + 1))
+    return chosen
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _default_pdf(cfg: IngestConfig) -> Path:
+    """The companion corpus PDF, typeset again whenever a chapter file is newer than it."""
+    sources = list(Path(cfg.corpus).glob("ch*.md"))
+    if not sources:
+        raise IngestError(f"no --pdf or --markdown given and no corpus in {cfg.corpus}")
+    stale = not DEFAULT_CORPUS_PDF.is_file() or max(p.stat().st_mtime for p in sources) > (
+        DEFAULT_CORPUS_PDF.stat().st_mtime
+    )
+    if stale:
+        build_pdf(CorpusPdfConfig(corpus=cfg.corpus, out=DEFAULT_CORPUS_PDF))
+    return DEFAULT_CORPUS_PDF
+
+
+def _read_markdown(folder: Path) -> tuple[list[ChapterInfo], list[Element], dict[str, str]]:
+    """Markdown/text notes: one chapter per file; element start/end are source line numbers."""
+    files = sorted(
+        p
+        for p in Path(folder).glob("*")
+        if p.suffix in (".md", ".txt") and p.name.lower() != "readme.md"
+    )
+    if not files:
+        raise IngestError(f"{folder} holds no .md or .txt chapter files")
+    chapters: list[ChapterInfo] = []
+    elements: list[Element] = []
+    sources: dict[str, str] = {}
+    for path in files:
+        blocks = parse_markdown(path)
+        number = int(blocks[0].number)
+        chapter = ChapterInfo(number, blocks[0].text, blocks[0].line_start, source="map")
+        section, title = f"{number}.0", chapter.title
+        for block in blocks[1:]:
+            if block.kind == "section":
+                section, title = block.number, block.text
+                chapter.sections.append(SectionInfo(section, title, block.line_start))
+            elif block.kind == "code":
+                elements.append(
+                    Element(
+                        "code", block.text, block.line_start, block.line_end, number, section, title
+                    )
+                )
+            elif block.kind in ("paragraph", "list_item", "subsection"):
+                text = plain_inline(block.text)
+                if block.kind == "list_item":
+                    text = (
+                        f"- {text}" if not block.marker[0].isdigit() else f"{block.marker} {text}"
+                    )
+                elements.append(
+                    Element(
+                        "paragraph", text, block.line_start, block.line_end, number, section, title
+                    )
+                )
+        chapter.page_end = blocks[-1].line_end
+        chapters.append(chapter)
+        sources[str(number)] = path.name
+    chapters.sort(key=lambda c: c.number)
+    return chapters, elements, sources
+
+
+def _token_counter(name: str):  # type: ignore[no-untyped-def]
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(models.resolve(name).path_or_id)
+    tokenizer.model_max_length = 1_000_000  # we only count tokens; long inputs are split later
+    return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
+
+
+def print_chapter_table(chapters: list[ChapterInfo], unit: str = "pages") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"Detected chapters ({unit} are 1-based {'PDF pages' if unit == 'pages' else 'lines'})"
+    )
+    for column in ("ch", "title", unit, "sections", "found by"):
+        table.add_column(column)
+    for c in chapters:
+        table.add_row(
+            str(c.number), c.title, f"{c.page_start}-{c.page_end}", str(len(c.sections)), c.source
+        )
+    Console(stderr=True).print(table)
+
+
+def run(cfg: IngestConfig) -> IngestResult:
+    """Ingest, chunk and write; see the module docstring for the outputs."""
+    started = time.perf_counter()
+    wanted = parse_chapters(cfg.chapters)
+    labels: dict[int, str] = {}
+    if cfg.markdown is not None:
+        source = Path(cfg.markdown)
+        chapters, elements, sources = _read_markdown(source)
+        unit = "lines"
+    else:
+        source = Path(cfg.pdf) if cfg.pdf is not None else _default_pdf(cfg)
+        chapters, elements, labels = read_pdf(source, cfg.chapter_map)
+        sources = {}
+        unit = "pages"
+    found = {c.number for c in chapters}
+    if wanted is not None:
+        missing = sorted(wanted - found)
+        if missing:
+            raise IngestError(
+                f"{source}: chapter(s) {', '.join(map(str, missing))} not found; the document has "
+                f"chapters {', '.join(map(str, sorted(found)))} (see the table above, or pass "
+                "--chapter_map FILE if detection missed some)"
+            )
+        chapters = [c for c in chapters if c.number in wanted]
+    print_chapter_table(chapters, unit)
+
+    count = _token_counter(cfg.chunking.tokenizer)
+    titles = {c.number: c.title for c in chapters}
+    chunks: list[Chunk] = []
+    keep = {c.number for c in chapters}
+    from tqdm import tqdm
+
+    sections: dict[tuple[int, str], list[Element]] = {}
+    for element in elements:
+        if element.chapter in keep:
+            sections.setdefault((element.chapter, element.section), []).append(element)
+    for (chapter, section), items in tqdm(
+        sections.items(), desc="chunking sections", unit="section"
+    ):
+        pieces = [Piece(e.kind, e.text, e.page_start, e.page_end) for e in items]
+        for i, packed in enumerate(pack_section(pieces, cfg.chunking, count)):
+            common = dict(
+                chunk_id=chunk_id(chapter, section, i, packed.text),
+                text=packed.text,
+                chapter=chapter,
+                chapter_title=titles[chapter],
+                section=section,
+                section_title=items[0].section_title,
+                kind=packed.kind,
+                n_tokens=packed.n_tokens,
+            )
+            if unit == "pages":
+                first, last = (
+                    labels.get(packed.start, str(packed.start)),
+                    labels.get(packed.end, str(packed.end)),
+                )
+                chunks.append(Chunk(**common, source=source.name, page_start=packed.start, page_end=packed.end,
+                                    page_label=first if first == last else f"{first}-{last}"))  # fmt: skip
+            else:
+                chunks.append(Chunk(**common, source=sources[str(chapter)], line_start=packed.start, line_end=packed.end))  # fmt: skip
+
+    out = Path(cfg.out)
+    write_jsonl(out / "chunks.jsonl", chunks)
+    with atomic_write(out / "chapters.json") as fh:
+        json.dump([asdict(c) for c in chapters], fh, indent=1)
+    with atomic_write(out / "config.yaml") as fh:
+        yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)
+    per_chapter = {str(c.number): sum(ch.chapter == c.number for ch in chunks) for c in chapters}
+    manifest = {
+        "input": str(source),
+        "input_sha256": _sha256(source),
+        "settings": to_dict(cfg),
+        "chunks": len(chunks),
+        "chunks_per_chapter": per_chapter,
+        "tokens": sum(c.n_tokens for c in chunks),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    with atomic_write(out / "manifest.json") as fh:
+        json.dump(manifest, fh, indent=1)
+    logger.info("wrote %d chunks from %d chapters to %s", len(chunks), len(chapters), out)
+    return IngestResult(out, chunks, chapters)

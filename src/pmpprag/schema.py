@@ -1,0 +1,96 @@
+"""Records that flow between stages, and their JSONL files.
+
+Each stage writes its records as JSONL into its run folder; readers validate every line and
+name the file and line of the first bad record. Writes are atomic: a temporary file in the
+same folder, renamed into place when complete, so an interrupted run never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = ["Chunk", "RecordError", "atomic_write", "read_jsonl", "write_jsonl"]
+
+R = TypeVar("R", bound=BaseModel)
+
+
+class Chunk(BaseModel):
+    """A retrievable piece of the textbook, with where it came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chunk_id: str  # stable for the same input and settings: "c04.3-002-1a2b3c4d"
+    text: str
+    chapter: int
+    chapter_title: str
+    section: str  # "4.3"; "4.0" for text before the first numbered section
+    section_title: str
+    kind: Literal["text", "code", "mixed"]  # code: only code listings; mixed: prose and code
+    n_tokens: int  # measured with the embedding model's tokenizer
+    source: str  # input file name
+    page_start: int | None = None  # 1-based PDF page index (None for Markdown/text input)
+    page_end: int | None = None
+    page_label: str | None = None  # printed page label(s): "87" or "87-88"
+    line_start: int | None = None  # 1-based source line range (Markdown/text input)
+    line_end: int | None = None
+    meta: dict[str, str] = Field(default_factory=dict)
+
+
+class RecordError(ValueError):
+    """A JSONL file holds a line that is not a valid record; the message names file and line."""
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path, mode: str = "w") -> Iterator[IO]:
+    """Open a temporary file beside ``path``; rename it over ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl(path: Path, records: Iterable[BaseModel]) -> int:
+    """Write records atomically, one JSON object per line; returns the count."""
+    n = 0
+    with atomic_write(path) as fh:
+        for record in records:
+            fh.write(record.model_dump_json() + "\n")
+            n += 1
+    return n
+
+
+def read_jsonl(path: Path, model: type[R]) -> list[R]:
+    """Read and validate every line; a bad line raises :class:`RecordError` with its number."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecordError(f"{path} does not exist")
+    records = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(model.model_validate(json.loads(line)))
+            except (json.JSONDecodeError, ValidationError) as err:
+                first = str(err).splitlines()[0:3]
+                raise RecordError(
+                    f"{path}:{lineno}: not a valid {model.__name__} record: {' '.join(first)}"
+                ) from err
+    return records
