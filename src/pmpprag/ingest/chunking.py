@@ -44,6 +44,9 @@ class Piece:
     text: str
     start: int  # page or line where it starts
     end: int
+    continued: bool = (
+        False  # a later part of a split paragraph: it already overlaps the part before
+    )
 
 
 @dataclass
@@ -81,7 +84,10 @@ def _split_prose(piece: Piece, budget: int, overlap: int, count: CountTokens) ->
     splitter = SentenceSplitter(
         chunk_size=budget, chunk_overlap=overlap, tokenizer=lambda s: [0] * count(s)
     )
-    return [Piece(piece.kind, t, piece.start, piece.end) for t in splitter.split_text(piece.text)]
+    parts = splitter.split_text(piece.text)
+    return [
+        Piece(piece.kind, t, piece.start, piece.end, continued=i > 0) for i, t in enumerate(parts)
+    ]
 
 
 def _tail(text: str, overlap: int, count: CountTokens) -> str:
@@ -124,10 +130,10 @@ def pack_section(
             close()
             last = current[-1]
             current = []
-            if cfg.overlap_tokens and last.kind != "code" and unit.kind != "code":
+            if cfg.overlap_tokens and "code" not in (last.kind, unit.kind) and not unit.continued:
                 tail = _tail(last.text, cfg.overlap_tokens, count)
                 if tail and tail != last.text and count(f"{tail}\n\n{unit.text}") <= cfg.max_tokens:
-                    current.append(Piece(last.kind, tail, last.end, last.end))
+                    current.append(Piece(last.kind, tail, last.start, last.end))
         current.append(unit)
     if current:
         close()

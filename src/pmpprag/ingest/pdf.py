@@ -256,9 +256,11 @@ def _chapters_from_typography(pages: list[list[Line]], body_size: float) -> list
                 and not line.mono
                 and (line.bold or line.size >= 1.08 * body_size)
             ):
-                number = f"{s.group(1)}.{int(s.group(2))}"
-                if number not in {x.number for x in chapters[-1].sections}:
-                    chapters[-1].sections.append(SectionInfo(number, s.group(3).strip(), line.page))
+                section = f"{s.group(1)}.{int(s.group(2))}"
+                if section not in {x.number for x in chapters[-1].sections}:
+                    chapters[-1].sections.append(
+                        SectionInfo(section, s.group(3).strip(), line.page)
+                    )
     return chapters
 
 
@@ -374,66 +376,58 @@ def _elements(
     words = _vocabulary(body)
     out: list[Element] = []
     for chapter in chapters:
-        heading_lines = _locate_sections(body, chapter, body_size)
-        section_number, section_title = f"{chapter.number}.0", chapter.title
-        current: list[Line] = []
-        kind: str = "paragraph"
-
-        def flush() -> None:
-            nonlocal current
-            if current:
-                text = _join(current, words) if kind != "code" else _code_text(current)
-                if text.strip():
-                    out.append(Element(kind, text, current[0].page, current[-1].page,  # type: ignore[arg-type]
-                                       chapter.number, section_number, section_title))  # fmt: skip
-            current = []
-
-        prev: Line | None = None
-        for page in range(chapter.page_start, chapter.page_end + 1):
-            for line in body[page - 1]:
-                text = line.text.strip()
-                if id(line) in heading_lines:
-                    flush()
-                    section = heading_lines[id(line)]
-                    section_number, section_title = section.number, section.title
-                    prev = None
-                    continue
-                if _is_heading(line, chapter, body_size) and not line.mono:
-                    flush()
-                    prev = None
-                    continue
-                if not line.mono and line.size < 0.8 * body_size and not CAPTION_RE.match(text):
-                    continue  # stray label inside a figure
-                line_kind = (
-                    "code" if line.mono else "caption" if CAPTION_RE.match(text) else "paragraph"
-                )
-                starts_new = (
-                    prev is None
-                    or (
-                        line_kind != kind
-                        and not (
-                            kind == "caption"
-                            and line_kind == "paragraph"
-                            and _same_block(prev, line)
-                        )
-                    )
-                    or line_kind == "caption"
-                    or (line_kind != "code" and BULLET_RE.match(text) is not None)
-                    or (
-                        line.page == prev.page
-                        and line.y0 - prev.y1 > 0.6 * line.size
-                        and line_kind != "code"
-                    )
-                    or (line.page == prev.page and line.block != prev.block and line_kind != "code")
-                    or (line.page != prev.page and not _continues(current, line))
-                )
-                if starts_new:
-                    flush()
-                    kind = line_kind
-                current.append(line)
-                prev = line
-        flush()
+        for kind, lines, section in _runs(body, chapter, body_size):
+            text = _code_text(lines) if kind == "code" else _join(lines, words)
+            if text.strip():
+                out.append(
+                    Element(kind, text, lines[0].page, lines[-1].page, chapter.number,
+                            section.number, section.title)
+                )  # fmt: skip
     return out
+
+
+Run = tuple[Literal["paragraph", "code", "caption"], list[Line], SectionInfo]
+
+
+def _runs(body: list[list[Line]], chapter: ChapterInfo, body_size: float) -> list[Run]:
+    """Group a chapter's body lines into paragraphs, code listings and captions."""
+    heading_lines = _locate_sections(body, chapter, body_size)
+    section = SectionInfo(f"{chapter.number}.0", chapter.title, chapter.page_start)
+    runs: list[Run] = []
+    prev: Line | None = None
+    for page in range(chapter.page_start, chapter.page_end + 1):
+        for line in body[page - 1]:
+            text = line.text.strip()
+            if id(line) in heading_lines:
+                section, prev = heading_lines[id(line)], None
+                continue
+            if _is_heading(line, chapter, body_size):
+                prev = None
+                continue
+            if not line.mono and line.size < 0.8 * body_size and not CAPTION_RE.match(text):
+                continue  # stray label inside a figure
+            kind: Literal["paragraph", "code", "caption"] = (
+                "code" if line.mono else "caption" if CAPTION_RE.match(text) else "paragraph"
+            )
+            if prev is None or not runs or _starts_new(runs[-1], prev, line, kind):
+                runs.append((kind, [], section))
+            runs[-1][1].append(line)
+            prev = line
+    return runs
+
+
+def _starts_new(run: Run, prev: Line, line: Line, kind: str) -> bool:
+    run_kind, lines, _ = run
+    if kind == "caption" or (kind != "code" and BULLET_RE.match(line.text.strip())):
+        return True
+    if kind != run_kind:
+        # A caption's second line is body-sized text in the caption's own block.
+        return not (run_kind == "caption" and kind == "paragraph" and _same_block(prev, line))
+    if line.page != prev.page:
+        return not _continues(lines, line)
+    if kind == "code":
+        return False
+    return line.block != prev.block or line.y0 - prev.y1 > 0.6 * line.size
 
 
 def _same_block(a: Line, b: Line) -> bool:

@@ -19,6 +19,7 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -146,7 +147,7 @@ def _read_markdown(folder: Path) -> tuple[list[ChapterInfo], list[Element], dict
     return chapters, elements, sources
 
 
-def _token_counter(name: str):  # type: ignore[no-untyped-def]
+def _token_counter(name: str) -> Any:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(models.resolve(name).path_or_id)
@@ -211,7 +212,7 @@ def run(cfg: IngestConfig) -> IngestResult:
     ):
         pieces = [Piece(e.kind, e.text, e.page_start, e.page_end) for e in items]
         for i, packed in enumerate(pack_section(pieces, cfg.chunking, count)):
-            common = dict(
+            common: dict[str, Any] = dict(
                 chunk_id=chunk_id(chapter, section, i, packed.text),
                 text=packed.text,
                 chapter=chapter,
