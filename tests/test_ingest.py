@@ -153,6 +153,7 @@ def test_chapter_map_override(tmp_path: Path) -> None:
         f"[{{number: '2.1', title: {ch2.sections[0].title}, page: {ch2.sections[0].page}}}]}}\n"
     )
     chapters, elements, _ = read_pdf(pdf, chapter_map=mapping)
+    assert {e.chapter for e in elements} == {9} and "2.1" in {e.section for e in elements}
     assert [(c.number, c.title, c.page_start, c.source) for c in chapters] == [
         (9, "Renamed", ch2.page, "map")
     ]

@@ -48,11 +48,18 @@ class StageCommand:
 def _commands() -> dict[str, StageCommand]:
     # Imported here so that `pmpprag --help` stays fast; each stage imports its heavy
     # dependencies (torch, faiss, pymupdf) only when it runs.
+    from pmpprag import eval as evaluation
+    from pmpprag import index
     from pmpprag.ingest import corpus_pdf
     from pmpprag.ingest import stage as ingest
 
     return {
         "ingest": StageCommand(ingest.IngestConfig, ingest.run, "PDF/Markdown -> chunks.jsonl"),
+        "index build": StageCommand(index.IndexConfig, index.build, "chunks -> FAISS + BM25 index"),
+        "index add": StageCommand(index.IndexConfig, index.add, "add new chunks to an index"),
+        "eval retrieval": StageCommand(
+            evaluation.RetrievalEvalConfig, evaluation.retrieval, "recall@k / MRR of the retriever"
+        ),
         "corpus build-pdf": StageCommand(
             corpus_pdf.CorpusPdfConfig,
             corpus_pdf.build_pdf,
@@ -123,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognised arguments: {' '.join(rest)}")
         return int(args.func(args))
-    except (ConfigError, models.ModelError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, models.ModelError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"pmpprag: error: {err}", file=sys.stderr)
         return 2
 

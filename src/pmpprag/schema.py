@@ -17,7 +17,7 @@ from typing import IO, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["Chunk", "RecordError", "atomic_write", "read_jsonl", "write_jsonl"]
+__all__ = ["Chunk", "Hit", "RecordError", "atomic_write", "read_jsonl", "write_jsonl"]
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -42,6 +42,15 @@ class Chunk(BaseModel):
     line_start: int | None = None  # 1-based source line range (Markdown/text input)
     line_end: int | None = None
     meta: dict[str, str] = Field(default_factory=dict)
+
+
+class Hit(BaseModel):
+    """A retrieved chunk with its fused score, its rank, and its rank in each retriever."""
+
+    chunk: Chunk
+    score: float
+    rank: int
+    ranks: dict[str, int] = Field(default_factory=dict)  # {"dense": 3, "bm25": 1}
 
 
 class RecordError(ValueError):

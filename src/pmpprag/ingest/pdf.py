@@ -461,15 +461,26 @@ def _join(lines: list[Line], words: Counter[str]) -> str:
         n = re.match(r"([a-z][A-Za-z]*)", nxt)
         if m and n:
             head, tail = m.group(1), n.group(1)
-            compound = f"{head}-{tail}".lower()
-            # Keep the hyphen only for a compound the book writes with a hyphen mid-line too.
-            if words[compound] > 0 and words[(head + tail).lower()] == 0:
-                text = text + nxt
-            else:
-                text = text[:-1] + nxt
+            text = text + nxt if _keep_hyphen(head, tail, words) else text[:-1] + nxt
         else:
             text = f"{text} {nxt}"
     return re.sub(r"[ \t]+", " ", text)
+
+
+def _keep_hyphen(head: str, tail: str, words: Counter[str]) -> bool:
+    """Is "head-" + "tail" at a line break a hyphenated compound rather than a split word?
+
+    The document decides where it can: a form it uses mid-line wins. Otherwise two halves that
+    are both words of the document ("per-dimension", "thread-level") keep their hyphen, while
+    syllables that are no words ("synchro-nization") are joined.
+    """
+    compound, joined = f"{head}-{tail}".lower(), (head + tail).lower()
+    if words[joined] and not words[compound]:
+        return False
+    if words[compound] and not words[joined]:
+        return True
+    # counts include the halves themselves, hence "> 1"
+    return words[head.lower()] > 1 and words[tail.lower()] > 1
 
 
 def _code_text(lines: list[Line]) -> str:
