@@ -1,0 +1,128 @@
+"""The transformers back-end: batched generation with left padding, CPU or GPU, LoRA adapters."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from pmpprag import models
+from pmpprag.serve.generation import (
+    Generation,
+    GeneratorConfig,
+    Prompt,
+    SamplingConfig,
+    Timer,
+    render_prompt,
+    truncate_at_stop,
+)
+
+__all__ = ["TransformersGenerator"]
+
+
+class _FirstToken:
+    """A logits processor that only notes when the first decoding step happens (= TTFT)."""
+
+    def __init__(self, timer: Timer) -> None:
+        self.timer = timer
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        self.timer.mark_first()
+        return scores
+
+
+class TransformersGenerator:
+    name = "transformers"
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        self.cfg = cfg
+        self.model, self.tokenizer = models.load_causal_lm(
+            cfg.model, device=cfg.device, dtype=cfg.dtype
+        )
+        if cfg.adapter:
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, cfg.adapter).eval()
+        self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
+        self.context_window = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        self._lock = threading.Lock()  # one generate() at a time: a model is not re-entrant
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def _kwargs(self, sampling: SamplingConfig) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": sampling.max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if sampling.temperature > 0:
+            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if sampling.stop:
+            kwargs.update(stop_strings=sampling.stop, tokenizer=self.tokenizer)
+        return kwargs
+
+    def generate(self, prompts: list[Prompt], sampling: SamplingConfig) -> list[Generation]:
+        import torch
+        from transformers import LogitsProcessorList
+
+        texts = [render_prompt(self.tokenizer, p) for p in prompts]
+        inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        inputs = inputs.to(self.model.device)
+        with self._lock:
+            torch.manual_seed(sampling.seed)
+            timer = Timer()
+            with torch.no_grad():
+                out = self.model.generate(
+                    **inputs,
+                    logits_processor=LogitsProcessorList([_FirstToken(timer)]),
+                    **self._kwargs(sampling),
+                )
+            wall = timer.elapsed
+        prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        new = out[:, inputs["input_ids"].shape[1] :]
+        results = []
+        for row, n_prompt in zip(new.tolist(), prompt_lengths, strict=True):
+            ids = [t for t in row if t != self.tokenizer.pad_token_id]
+            ended = len(ids) < len(row) or (ids and ids[-1] == self.tokenizer.eos_token_id)
+            text, stopped = truncate_at_stop(
+                self.tokenizer.decode(ids, skip_special_tokens=True), sampling.stop
+            )
+            results.append(
+                Generation(
+                    text.strip(),
+                    int(n_prompt),
+                    len(ids),
+                    timer.first or wall,
+                    wall,
+                    "stop" if ended or stopped else "length",
+                )  # fmt: skip
+            )
+        return results
+
+    def stream(self, prompt: Prompt, sampling: SamplingConfig) -> Iterator[str]:
+        from transformers import TextIteratorStreamer
+
+        text = render_prompt(self.tokenizer, prompt)
+        inputs = self.tokenizer([text], return_tensors="pt", add_special_tokens=False).to(
+            self.model.device
+        )
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = {**inputs, **self._kwargs(sampling), "streamer": streamer}
+
+        def work() -> None:
+            with self._lock:
+                self.model.generate(**kwargs)
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        seen = ""
+        for piece in streamer:
+            seen += piece
+            cut, stopped = truncate_at_stop(seen, sampling.stop)
+            if stopped:
+                yield piece[: len(piece) - (len(seen) - len(cut))]
+                break
+            yield piece
+        thread.join()
