@@ -86,10 +86,23 @@ class Element:
 
 
 _LIGATURES = str.maketrans(
-    {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
-     "\ufb05": "st", "\ufb06": "st", "\u00ad": "", "\u00a0": " ", "\u2009": " ", "\u202f": " ",
-     "\u2002": " ", "\u2003": " ", "\u200b": ""}
-)  # fmt: skip
+    {
+        "\ufb00": "ff",
+        "\ufb01": "fi",
+        "\ufb02": "fl",
+        "\ufb03": "ffi",
+        "\ufb04": "ffl",
+        "\ufb05": "st",
+        "\ufb06": "st",
+        "\u00ad": "",
+        "\u00a0": " ",
+        "\u2009": " ",
+        "\u202f": " ",
+        "\u2002": " ",
+        "\u2003": " ",
+        "\u200b": "",
+    }
+)
 PAGE_NUMBER_RE = re.compile(r"^(?:\d{1,4}|[ivxlcdm]{1,7})$", re.IGNORECASE)
 CHAPTER_LINE_RE = re.compile(r"^chapter\s+(\d{1,2})\b[\s:.\-]*(.*)$", re.IGNORECASE)
 SECTION_LINE_RE = re.compile(r"^(\d{1,2})\.(\d{1,2})\s+([A-Z0-9_`\"'(].*)$")
@@ -360,8 +373,11 @@ def _locate_sections(
     """Map id(line) of each section heading line to its section."""
     found: dict[int, SectionInfo] = {}
     for section in chapter.sections:
-        candidates = [ln for p in range(section.page, min(section.page + 1, len(body)) + 1)
-                      for ln in body[p - 1]]  # fmt: skip
+        candidates = [
+            ln
+            for p in range(section.page, min(section.page + 1, len(body)) + 1)
+            for ln in body[p - 1]
+        ]
         for line in candidates:
             text = re.sub(r"\s+", " ", line.text.strip())
             if text.startswith(section.number + " ") and _is_heading(line, chapter, body_size):
@@ -380,9 +396,16 @@ def _elements(
             text = _code_text(lines) if kind == "code" else _join(lines, words)
             if text.strip():
                 out.append(
-                    Element(kind, text, lines[0].page, lines[-1].page, chapter.number,
-                            section.number, section.title)
-                )  # fmt: skip
+                    Element(
+                        kind,
+                        text,
+                        lines[0].page,
+                        lines[-1].page,
+                        chapter.number,
+                        section.number,
+                        section.title,
+                    )
+                )
     return out
 
 

@@ -227,10 +227,24 @@ def run(cfg: IngestConfig) -> IngestResult:
                     labels.get(packed.start, str(packed.start)),
                     labels.get(packed.end, str(packed.end)),
                 )
-                chunks.append(Chunk(**common, source=source.name, page_start=packed.start, page_end=packed.end,
-                                    page_label=first if first == last else f"{first}-{last}"))  # fmt: skip
+                chunks.append(
+                    Chunk(
+                        **common,
+                        source=source.name,
+                        page_start=packed.start,
+                        page_end=packed.end,
+                        page_label=first if first == last else f"{first}-{last}",
+                    )
+                )
             else:
-                chunks.append(Chunk(**common, source=sources[str(chapter)], line_start=packed.start, line_end=packed.end))  # fmt: skip
+                chunks.append(
+                    Chunk(
+                        **common,
+                        source=sources[str(chapter)],
+                        line_start=packed.start,
+                        line_end=packed.end,
+                    )
+                )
 
     out = Path(cfg.out)
     write_jsonl(out / "chunks.jsonl", chunks)

@@ -158,9 +158,8 @@ class CT2Generator:
         out = []
         for tokens, result in zip(batch, results, strict=True):
             ids = result.sequences_ids[0]
-            text, stopped = truncate_at_stop(
-                self.tokenizer.decode(ids, skip_special_tokens=True), sampling.stop
-            )
+            decoded = str(self.tokenizer.decode(ids, skip_special_tokens=True))
+            text, stopped = truncate_at_stop(decoded, sampling.stop)
             ended = len(ids) < sampling.max_new_tokens or stopped
             out.append(
                 Generation(
@@ -182,7 +181,7 @@ class CT2Generator:
         with self._lock:
             for step in self.model.generate_tokens(self._tokens(prompt), **options):
                 ids.append(step.token_id)
-                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                text = str(self.tokenizer.decode(ids, skip_special_tokens=True))
                 cut, stopped = truncate_at_stop(text, sampling.stop)
                 if len(cut) > len(emitted):
                     yield cut[len(emitted) :]

@@ -97,7 +97,7 @@ class TransformersGenerator:
                     timer.first or wall,
                     wall,
                     "stop" if ended or stopped else "length",
-                )  # fmt: skip
+                )
             )
         return results
 

@@ -46,9 +46,10 @@ class OpenAIGenerator:
 
     def _request(self, prompt: Prompt, sampling: SamplingConfig, stream: bool) -> Any:
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        return self.client.chat.completions.create(
+        create: Any = self.client.chat.completions.create  # typed overloads reject plain dicts
+        return create(
             model=self.model,
-            messages=messages,  # type: ignore[arg-type]
+            messages=messages,
             max_tokens=sampling.max_new_tokens,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
@@ -78,8 +79,15 @@ class OpenAIGenerator:
         text = "".join(parts)
         prompt_tokens = usage.prompt_tokens if usage else 0
         completion_tokens = usage.completion_tokens if usage else self.count_tokens(text)
-        return Generation(text.strip(), prompt_tokens, completion_tokens, first or wall, wall, finish,
-                          extra={"usage_reported": usage is not None})  # fmt: skip
+        return Generation(
+            text.strip(),
+            prompt_tokens,
+            completion_tokens,
+            first or wall,
+            wall,
+            finish,
+            extra={"usage_reported": usage is not None},
+        )
 
     def generate(self, prompts: list[Prompt], sampling: SamplingConfig) -> list[Generation]:
         with ThreadPoolExecutor(max_workers=max(1, self.cfg.concurrency)) as pool:

@@ -64,7 +64,7 @@ class VLLMGenerator:
             start = time.perf_counter()
             outputs = self.llm.chat(
                 chats, self._params(sampling), lora_request=lora, use_tqdm=False
-            )  # type: ignore[arg-type]
+            )
             wall = time.perf_counter() - start
         results = []
         for out in outputs:
@@ -81,7 +81,7 @@ class VLLMGenerator:
                     ttft,
                     wall,
                     "stop" if completion.finish_reason == "stop" else "length",
-                )  # fmt: skip
+                )
             )
         return results
 
