@@ -35,3 +35,17 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = Path(os.environ.get("PMPPRAG_TEST_CACHE") or tmp_path_factory.mktemp("pmpprag-cache"))
     os.environ["PMPPRAG_CACHE"] = str(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def corpus_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped corpus, typeset, ingested and indexed for real (about a minute on 2 cores)."""
+    from pmpprag.index import IndexConfig, build
+    from pmpprag.ingest import CorpusPdfConfig, IngestConfig, build_pdf, run
+
+    root = tmp_path_factory.mktemp("corpus-index")
+    corpus = Path(__file__).parents[1] / "data" / "corpus"
+    pdf = build_pdf(CorpusPdfConfig(corpus=corpus, out=root / "corpus.pdf")).path
+    run(IngestConfig(pdf=pdf, out=root / "ingest"))
+    build(IndexConfig(chunks=root / "ingest" / "chunks.jsonl", out=root / "index"))
+    return root / "index"

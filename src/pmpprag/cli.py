@@ -43,6 +43,7 @@ class StageCommand:
     config_cls: type
     run: Callable[[Any], Any]
     help: str
+    positional: str | None = None  # a config field that may also be given as a bare argument
 
 
 def _commands() -> dict[str, StageCommand]:
@@ -52,11 +53,21 @@ def _commands() -> dict[str, StageCommand]:
     from pmpprag import index
     from pmpprag.ingest import corpus_pdf
     from pmpprag.ingest import stage as ingest
+    from pmpprag.rag import ask
+    from pmpprag.serve import quick, server
 
     return {
+        "ask": StageCommand(ask.AskConfig, ask.run, "answer questions with citations", "question"),
+        "generate": StageCommand(
+            quick.GenerateConfig, quick.run, "one completion + tokens/s", "prompt"
+        ),
+        "serve": StageCommand(server.ServeConfig, server.run, "HTTP server: /predict + OpenAI API"),
         "ingest": StageCommand(ingest.IngestConfig, ingest.run, "PDF/Markdown -> chunks.jsonl"),
         "index build": StageCommand(index.IndexConfig, index.build, "chunks -> FAISS + BM25 index"),
         "index add": StageCommand(index.IndexConfig, index.add, "add new chunks to an index"),
+        "eval mcq": StageCommand(
+            evaluation.McqEvalConfig, evaluation.mcq, "accuracy of each MCQ method"
+        ),
         "eval retrieval": StageCommand(
             evaluation.RetrievalEvalConfig, evaluation.retrieval, "recall@k / MRR of the retriever"
         ),
@@ -84,6 +95,12 @@ def _stage_parser(sub: Any, name: str, command: StageCommand) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", help="YAML file with option: value pairs")
+    if command.positional:
+        p.add_argument(
+            command.positional,
+            nargs="?",
+            help=f"the {command.positional} (or --{command.positional})",
+        )
     p.set_defaults(stage=name)
 
 
@@ -116,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
+    logging.getLogger("faiss").setLevel(logging.WARNING)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -124,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "stage", None):
             command = COMMANDS[args.stage]
-            cfg: Any = load_config(command.config_cls, args.config, parse_overrides(rest))
+            overrides = parse_overrides(rest)
+            if command.positional and getattr(args, command.positional, None) is not None:
+                overrides[command.positional] = getattr(args, command.positional)
+            cfg: Any = load_config(command.config_cls, args.config, overrides)
             command.run(cfg)
             return 0
         if rest:

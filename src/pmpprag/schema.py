@@ -17,7 +17,16 @@ from typing import IO, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["Chunk", "Hit", "RecordError", "atomic_write", "read_jsonl", "write_jsonl"]
+__all__ = [
+    "Answer",
+    "Chunk",
+    "Citation",
+    "Hit",
+    "RecordError",
+    "atomic_write",
+    "read_jsonl",
+    "write_jsonl",
+]
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -51,6 +60,37 @@ class Hit(BaseModel):
     score: float
     rank: int
     ranks: dict[str, int] = Field(default_factory=dict)  # {"dense": 3, "bm25": 1}
+    scores: dict[str, float] = Field(default_factory=dict)  # {"dense": 0.61 (cosine), "bm25": 7.2}
+
+
+class Citation(BaseModel):
+    """Where a cited passage comes from; ``n`` is the [n] marker used in the answer text."""
+
+    n: int
+    chunk_id: str
+    chapter: int
+    section: str
+    section_title: str
+    page_label: str | None = None
+
+
+class Answer(BaseModel):
+    """An answer with its evidence and measurements."""
+
+    question: str
+    text: str
+    language: Literal["en", "zh"]
+    mode: str  # "extractive", "abstractive", "mcq:<method>", "no-rag", "not-covered"
+    citations: list[Citation] = Field(default_factory=list)
+    passages: list[Hit] = Field(default_factory=list)
+    choice: str | None = None  # the letter, for multiple-choice questions
+    option_scores: list[float] = Field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    retrieval_s: float = 0.0
+    ttft_s: float = 0.0
+    wall_s: float = 0.0
+    meta: dict[str, float | int | str] = Field(default_factory=dict)
 
 
 class RecordError(ValueError):

@@ -61,6 +61,7 @@ class Retriever:
         self.chapters = np.array([c.chapter for c in stored.chunks])
         self._reranker: Any = None
         self.last_seconds = 0.0
+        self.last_top: dict[str, float] = {}  # best raw score per retriever in the last query
         tokenize("预热")  # loads jieba's dictionary now (~1 s) rather than in the first query
 
     @classmethod
@@ -167,13 +168,16 @@ class Retriever:
             order = ranked[mode]
         if self.cfg.reranker:
             order = self._rerank(query if not english else f"{query} {' '.join(english)}", order)
+        self.last_top = {name: res[0][1] if res else 0.0 for name, res in ranked.items()}
         ranks = {name: {i: r for r, (i, _) in enumerate(res, 1)} for name, res in ranked.items()}
+        raw = {name: dict(res) for name, res in ranked.items()}
         return [
             Hit(
                 chunk=self.stored.chunks[i],
                 score=score,
                 rank=rank,
                 ranks={name: r[i] for name, r in ranks.items() if i in r},
+                scores={name: s[i] for name, s in raw.items() if i in s},
             )
             for rank, (i, score) in enumerate(order[:k], 1)
         ]

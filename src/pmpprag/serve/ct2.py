@@ -173,6 +173,19 @@ class CT2Generator:
             )
         return out
 
+    def score(self, prompts: list[Prompt], continuations: list[str]) -> list[float]:
+        """Mean log-probability per token of each continuation after its prompt."""
+        batch, lengths = [], []
+        for prompt, continuation in zip(prompts, continuations, strict=True):
+            cont = self.tokenizer.convert_ids_to_tokens(
+                self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+            )
+            batch.append(self._tokens(prompt) + list(cont))
+            lengths.append(max(1, len(cont)))
+        with self._lock:
+            results = self.model.score_batch(batch)
+        return [float(sum(r.log_probs[-n:]) / n) for r, n in zip(results, lengths, strict=True)]
+
     def stream(self, prompt: Prompt, sampling: SamplingConfig) -> Iterator[str]:
         options = self._options(sampling)
         options.pop("include_prompt_in_result")

@@ -101,6 +101,25 @@ class TransformersGenerator:
             )
         return results
 
+    def score(self, prompts: list[Prompt], continuations: list[str]) -> list[float]:
+        """Mean log-probability per token of each continuation after its prompt."""
+        import torch
+
+        out = []
+        for prompt, continuation in zip(prompts, continuations, strict=True):
+            head = self.tokenizer(render_prompt(self.tokenizer, prompt), add_special_tokens=False)[
+                "input_ids"
+            ]
+            tail = self.tokenizer(continuation, add_special_tokens=False)["input_ids"] or [
+                self.tokenizer.eos_token_id
+            ]
+            ids = torch.tensor([head + tail], device=self.model.device)
+            with self._lock, torch.no_grad():
+                logits = self.model(ids).logits[0, len(head) - 1 : -1].float()
+            logprobs = torch.log_softmax(logits, dim=-1).gather(1, ids[0, len(head) :, None])
+            out.append(float(logprobs.mean()))
+        return out
+
     def stream(self, prompt: Prompt, sampling: SamplingConfig) -> Iterator[str]:
         from transformers import TextIteratorStreamer
 

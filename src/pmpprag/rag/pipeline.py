@@ -1,0 +1,264 @@
+"""The RAG pipeline: retrieve from the textbook index, answer, cite.
+
+    from pmpprag.api import Assistant
+    assistant = Assistant.load()                      # embedded default (configs/rag/default.yaml)
+    answer = assistant.ask("What does __syncthreads() do?")
+    answers = assistant.ask_many(questions, batch_size=8)
+
+Modes: ``extractive`` answers with the passages' best sentences, each cited (the embedded
+default: a 135M model writes fluent but wrong prose); ``abstractive`` lets the model write from
+the numbered passages (for capable models). A question whose best passage is below
+``min_confidence`` gets "not covered" instead of an invented answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pmpprag.config import load_config, option
+from pmpprag.index import Retriever, RetrieverConfig
+from pmpprag.index.lexical import has_cjk
+from pmpprag.rag.extractive import select_sentences
+from pmpprag.rag.mcq import McqMethod, answer_mcq
+from pmpprag.rag.prompts import (
+    ANSWER_INSTRUCTIONS,
+    CONCISE,
+    EXTRACTIVE_LEAD,
+    NOT_COVERED,
+    build_context,
+    cited_numbers,
+)
+from pmpprag.schema import Answer, Citation, Hit
+from pmpprag.serve.generation import (
+    Generation,
+    Generator,
+    GeneratorConfig,
+    SamplingConfig,
+    load_generator,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Assistant", "Question", "RagConfig"]
+
+# The best multiple-choice method per model, measured on the team's sample set (README).
+MCQ_DEFAULTS: dict[str, McqMethod] = {
+    "smollm2-135m-instruct": "evidence",
+    "gemma3-270m": "evidence",
+}
+
+
+@dataclass
+class RagConfig:
+    index: Path = option(Path("index/companion"), "index folder")
+    retriever: RetrieverConfig = option(default_factory=RetrieverConfig, help="retrieval settings")
+    generator: GeneratorConfig = option(default_factory=GeneratorConfig, help="generation back-end")
+    sampling: SamplingConfig = option(
+        default_factory=lambda: SamplingConfig(max_new_tokens=96), help="decoding settings"
+    )
+    mode: Literal["extractive", "abstractive"] = option(
+        "extractive", "answer style (see module doc)"
+    )
+    language: Literal["auto", "en", "zh"] = option(
+        "auto", "answer language; auto follows the question"
+    )
+    concise: bool = option(True, "short answers that keep the terms a grader looks for")
+    context_tokens: int = option(700, "token budget for the numbered passages in the prompt")
+    max_sentences: int = option(3, "extractive mode: sentences per answer")
+    min_confidence: float = option(
+        0.3, "below this best-passage cosine the answer is 'not covered'"
+    )
+    mcq_method: Literal["auto", "generate", "loglik", "evidence", "combined"] = option(
+        "auto", "multiple-choice method; auto = the measured best for the model"
+    )
+    rag: bool = option(True, "retrieve passages (false: the bare model answers)")
+
+
+@dataclass
+class Question:
+    """A question, optionally multiple-choice, optionally restricted to some chapters."""
+
+    text: str
+    choices: list[str] | None = None
+    chapters: set[int] | None = None
+
+
+class Assistant:
+    """Retriever + generator. The generator loads on first need: extractive answers and
+    evidence-scored choices never need it."""
+
+    def __init__(
+        self, cfg: RagConfig, retriever: Retriever | None, generator: Generator | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.retriever = retriever
+        self._generator = generator
+
+    @classmethod
+    def load(cls, config: RagConfig | str | Path | None = None, **overrides: Any) -> Assistant:
+        """From a RagConfig, a YAML file, or an index folder; ``overrides`` are dotted options."""
+        if isinstance(config, RagConfig):
+            cfg = config
+        elif config is not None and Path(config).is_dir():
+            cfg = load_config(RagConfig, None, {"index": str(config), **overrides})
+        else:
+            cfg = load_config(RagConfig, config, overrides)
+        retriever = Retriever.load(cfg.index, cfg.retriever) if cfg.rag else None
+        return cls(cfg, retriever)
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            self._generator = load_generator(self.cfg.generator)
+        return self._generator
+
+    @property
+    def mcq_method(self) -> McqMethod:
+        if self.cfg.mcq_method != "auto":
+            return self.cfg.mcq_method
+        if self.cfg.generator.model in MCQ_DEFAULTS:
+            return MCQ_DEFAULTS[self.cfg.generator.model]
+        return "generate" if self.cfg.generator.backend in ("openai", "vllm") else "combined"
+
+    def _language(self, question: str) -> Literal["en", "zh"]:
+        if self.cfg.language != "auto":
+            return self.cfg.language
+        return "zh" if has_cjk(question) else "en"
+
+    def _system(self, language: str) -> str:
+        return ANSWER_INSTRUCTIONS[language] + (CONCISE[language] if self.cfg.concise else "")
+
+    def ask(self, question: str, *, k: int | None = None, chapters: set[int] | None = None,
+            rag: bool | None = None, choices: list[str] | None = None) -> Answer:  # fmt: skip
+        """Answer one question (see :meth:`ask_many` for batches)."""
+        return self.ask_many([Question(question, choices, chapters)], k=k, rag=rag)[0]
+
+    def ask_many(self, questions: list[str | Question], batch_size: int = 8, *, k: int | None = None,
+                 rag: bool | None = None) -> list[Answer]:  # fmt: skip
+        """Answer many questions; generated answers run through the generator in true batches."""
+        items = [q if isinstance(q, Question) else Question(q) for q in questions]
+        for item in items:
+            if not item.text or not item.text.strip():
+                raise ValueError("empty question")
+        use_rag = self.cfg.rag if rag is None else rag
+        answers: list[Answer | None] = [None] * len(items)
+        pending: list[tuple[int, Any, list[Hit], float]] = []  # waiting for batched generation
+        for i, item in enumerate(items):
+            started = time.perf_counter()
+            language = self._language(item.text)
+            hits: list[Hit] = []
+            retrieval_s = 0.0
+            if use_rag:
+                if self.retriever is None:
+                    raise ValueError("this assistant was loaded with rag=false: no index to search")
+                query = item.text if not item.choices else f"{item.text} {' '.join(item.choices)}"
+                hits = self.retriever.retrieve(query, k=k, chapters=item.chapters)
+                retrieval_s = self.retriever.last_seconds
+                confidence = self.retriever.last_top.get("dense", 1.0)
+                if confidence < self.cfg.min_confidence:
+                    answers[i] = Answer(question=item.text, text=NOT_COVERED[language], language=language,
+                                        mode="not-covered", passages=hits, retrieval_s=retrieval_s,
+                                        wall_s=time.perf_counter() - started, meta={"confidence": confidence})  # fmt: skip
+                    continue
+            context = build_context(hits, self.cfg.context_tokens, self._count) if hits else None
+            if item.choices:
+                answers[i] = self._mcq(item, language, hits, context, retrieval_s, started)
+            elif use_rag and self.cfg.mode == "extractive":
+                answers[i] = self._extractive(item.text, language, hits, retrieval_s, started)
+            else:
+                pending.append((i, context, hits, retrieval_s))
+        for start in range(0, len(pending), batch_size):
+            batch = pending[start : start + batch_size]
+            prompts = [self._prompt(items[i].text, ctx) for i, ctx, _, _ in batch]
+            generations = self.generator.generate(prompts, self.cfg.sampling)  # type: ignore[arg-type]
+            for (i, ctx, _hits, retrieval_s), generation in zip(batch, generations, strict=True):
+                answers[i] = self._abstractive(
+                    items[i].text, ctx, generation, retrieval_s, len(batch)
+                )
+        return [a for a in answers if a is not None]
+
+    def _count(self, text: str) -> int:
+        tokenizer = getattr(self.retriever.embedder, "tokenizer", None) if self.retriever else None
+        if tokenizer is None:  # about 4 characters per token
+            return max(1, len(text) // 4)
+        return len(tokenizer.encode(text, add_special_tokens=False))
+
+    def _prompt(self, question: str, context: Any) -> list[dict[str, str]]:
+        language = self._language(question)
+        if context is None:
+            return [{"role": "user", "content": question}]
+        user = f"Passages:\n{context.text}\n\nQuestion: {question}"
+        return [
+            {"role": "system", "content": self._system(language)},
+            {"role": "user", "content": user},
+        ]
+
+    @staticmethod
+    def _citations(hits: list[Hit], numbers: list[int]) -> list[Citation]:
+        out = []
+        for n in sorted(set(numbers)):
+            c = hits[n - 1].chunk
+            out.append(Citation(n=n, chunk_id=c.chunk_id, chapter=c.chapter, section=c.section,
+                                section_title=c.section_title, page_label=c.page_label))  # fmt: skip
+        return out
+
+    def _extractive(
+        self, question: str, language: str, hits: list[Hit], retrieval_s: float, started: float
+    ) -> Answer:
+        query = self.retriever.expand(question)[0] if self.retriever else question
+        sentences = select_sentences(self.retriever.embedder, query, hits, self.cfg.max_sentences)  # type: ignore[union-attr]
+        body = " ".join(f"{s.text} [{s.passage}]" for s in sentences)
+        wall = time.perf_counter() - started
+        return Answer(question=question, text=EXTRACTIVE_LEAD[language] + body, language=language,  # type: ignore[arg-type]
+                      mode="extractive", citations=self._citations(hits, [s.passage for s in sentences]),
+                      passages=hits, retrieval_s=retrieval_s, ttft_s=wall, wall_s=wall)  # fmt: skip
+
+    def _abstractive(
+        self, question: str, context: Any, generation: Generation, retrieval_s: float, batch: int
+    ) -> Answer:
+        language = self._language(question)
+        hits = context.hits if context else []
+        numbers = cited_numbers(generation.text)
+        valid = [n for n in numbers if 1 <= n <= len(hits)]
+        # a marker that points at no given passage is removed, never shown as a citation
+        text = re.sub(
+            r"\[(\d{1,2})\]",
+            lambda m: m.group(0) if 1 <= int(m.group(1)) <= len(hits) else "",
+            generation.text,
+        )
+        return Answer(question=question, text=text.strip(), language=language,
+                      mode="abstractive" if hits else "no-rag", citations=self._citations(hits, valid),
+                      passages=hits, prompt_tokens=generation.prompt_tokens,
+                      completion_tokens=generation.completion_tokens, retrieval_s=retrieval_s,
+                      ttft_s=generation.ttft_s, wall_s=retrieval_s + generation.wall_s,
+                      meta={"invalid_citations": len(numbers) - len(valid), "batch": batch,
+                            "finish_reason": generation.finish_reason})  # fmt: skip
+
+    def _mcq(
+        self,
+        item: Question,
+        language: str,
+        hits: list[Hit],
+        context: Any,
+        retrieval_s: float,
+        started: float,
+    ) -> Answer:
+        method = self.mcq_method
+        needs_model = method != "evidence"
+        result = answer_mcq(method, item.text, item.choices or [], context.hits if context else hits,
+                            context.text if context else "", self._system(language),
+                            self.retriever.embedder if self.retriever else None,
+                            self.generator if needs_model else None)  # fmt: skip
+        numbers = cited_numbers(result.reason)
+        gen = result.generation
+        return Answer(question=item.text, text=f"{result.letter}. {result.reason}", language=language,  # type: ignore[arg-type]
+                      mode=f"mcq:{result.method}", choice=result.letter, option_scores=result.scores,
+                      citations=self._citations(hits, [n for n in numbers if 1 <= n <= len(hits)]),
+                      passages=hits, prompt_tokens=gen.prompt_tokens if gen else 0,
+                      completion_tokens=gen.completion_tokens if gen else 0, retrieval_s=retrieval_s,
+                      ttft_s=gen.ttft_s if gen else 0.0, wall_s=time.perf_counter() - started)  # fmt: skip

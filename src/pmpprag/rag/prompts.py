@@ -1,0 +1,113 @@
+"""Prompts of the RAG stage, as data: system instructions, context formatting, MCQ parsing.
+
+Passages are numbered ``[n]`` with their provenance (chapter, section, printed page), the model
+is told to answer only from them and to cite ``[n]``; the answer language follows the question
+unless configured. The context budget trims passages (last first, at sentence boundaries), never
+the question.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pmpprag.schema import Hit
+
+__all__ = [
+    "ANSWER_INSTRUCTIONS",
+    "MCQ_INSTRUCTIONS",
+    "NOT_COVERED",
+    "build_context",
+    "cited_numbers",
+    "format_choices",
+    "parse_letter",
+    "provenance",
+]
+
+LETTERS = "ABCDEFGH"
+
+ANSWER_INSTRUCTIONS = {
+    "en": (
+        "You are a teaching assistant for the textbook Programming Massively Parallel Processors "
+        "(CUDA). Answer the question using only the numbered passages, and cite the passages you "
+        "use like [1]. If the passages do not contain the answer, say that the textbook passages "
+        "do not cover it."
+    ),
+    "zh": (
+        "你是《大规模并行处理器编程实战》(Programming Massively Parallel Processors, CUDA) 的助教。"
+        "只根据给出的编号段落回答问题，并用 [1] 这样的编号注明引用的段落。"
+        "如果段落中没有答案，就说明教材段落没有涉及。请用中文回答，保留英文术语和代码标识符。"
+    ),
+}
+CONCISE = {
+    "en": " Answer in at most three sentences; keep CUDA terms and identifiers exactly as written.",
+    "zh": " 回答不超过三句话，准确保留CUDA术语和标识符。",
+}
+MCQ_INSTRUCTIONS = (
+    "Choose the correct option. Reply with the option letter first, then one short line of reason."
+)
+NOT_COVERED = {
+    "en": "The textbook index does not seem to cover this question, so I will not guess.",
+    "zh": "教材索引中没有找到与这个问题相关的内容，因此不作猜测。",
+}
+EXTRACTIVE_LEAD = {"en": "", "zh": "根据教材原文（英文）："}
+
+
+def provenance(hit: Hit) -> str:
+    c = hit.chunk
+    page = f", p. {c.page_label}" if c.page_label else ""
+    return f"Chapter {c.chapter}, {c.section} {c.section_title}{page}"
+
+
+def _trim(text: str, budget: int, count: Callable[[str], int]) -> str:
+    sentences = re.split(r"(?<=[.!?])\s+", text)
+    kept: list[str] = []
+    for sentence in sentences:
+        if count(" ".join([*kept, sentence])) > budget:
+            break
+        kept.append(sentence)
+    return " ".join(kept)
+
+
+@dataclass
+class Context:
+    text: str
+    hits: list[Hit]  # the passages actually given, in [n] order
+
+
+def build_context(hits: list[Hit], budget_tokens: int, count: Callable[[str], int]) -> Context:
+    """Numbered passages with provenance, within ``budget_tokens``; later passages trimmed first."""
+    blocks: list[str] = []
+    used: list[Hit] = []
+    spent = 0
+    for hit in hits:
+        header = f"[{len(used) + 1}] ({provenance(hit)})\n"
+        cost = count(header + hit.chunk.text)
+        if spent + cost > budget_tokens:
+            room = budget_tokens - spent - count(header)
+            trimmed = _trim(hit.chunk.text, room, count) if room > 20 else ""
+            if trimmed:
+                blocks.append(header + trimmed)
+                used.append(hit)
+            break
+        blocks.append(header + hit.chunk.text)
+        used.append(hit)
+        spent += cost
+    return Context("\n\n".join(blocks), used)
+
+
+def format_choices(choices: list[str]) -> str:
+    return "\n".join(f"{LETTERS[i]}. {choice}" for i, choice in enumerate(choices))
+
+
+def parse_letter(text: str, n_choices: int) -> str | None:
+    """The first option letter a model's reply commits to ("B", "B.", "(B)", "Answer: B")."""
+    valid = LETTERS[:n_choices]
+    # Upper case only: a lower-case "a" is an article, not an answer.
+    m = re.search(rf"(?<![A-Za-z])([{valid}])(?![A-Za-z])", text)
+    return m.group(1) if m else None
+
+
+def cited_numbers(text: str) -> list[int]:
+    return [int(n) for n in re.findall(r"\[(\d{1,2})\]", text)]

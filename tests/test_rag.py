@@ -1,0 +1,124 @@
+"""RAG on the real shipped-corpus index: citations, Chinese questions, guard rails, MCQ, batching."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from pmpprag.api import Assistant, Question, RagConfig
+from pmpprag.eval.testset import read_testset
+from pmpprag.rag.prompts import build_context, parse_letter
+from pmpprag.serve.generation import Generation, GeneratorConfig, SamplingConfig
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def assistant(corpus_index: Path) -> Assistant:
+    return Assistant.load(RagConfig(index=corpus_index))
+
+
+def _sentences_with_markers(text: str) -> list[tuple[str, int]]:
+    return [(m.group(1).strip(), int(m.group(2))) for m in re.finditer(r"(.+?)\s\[(\d+)\]", text)]
+
+
+def test_extractive_answer_quotes_and_cites_only_given_passages(assistant: Assistant) -> None:
+    answer = assistant.ask("What does __syncthreads() do?")
+    assert answer.mode == "extractive" and answer.language == "en"
+    assert "__syncthreads" in answer.text and answer.citations
+    quoted = _sentences_with_markers(answer.text)
+    assert quoted
+    for sentence, n in quoted:
+        assert 1 <= n <= len(answer.passages)
+        assert sentence in answer.passages[n - 1].chunk.text  # the cited passage holds the sentence
+    assert {c.chunk_id for c in answer.citations} <= {h.chunk.chunk_id for h in answer.passages}
+    assert any(c.chapter == 4 for c in answer.citations)
+    assert all(c.page_label for c in answer.citations)
+
+
+def test_chinese_question_retrieves_english_passages_and_answers_in_chinese(
+    assistant: Assistant,
+) -> None:
+    answer = assistant.ask("什么是线程束分歧？它如何影响性能？")
+    assert answer.language == "zh" and answer.text.startswith("根据教材")
+    assert any(h.chunk.section == "4.5" for h in answer.passages)
+    assert re.search(r"diverg", answer.text)
+
+
+def test_chapter_filter_and_off_topic_guard_rail(assistant: Assistant) -> None:
+    answer = assistant.ask("How does tiling reduce global memory traffic?", chapters={5})
+    assert {h.chunk.chapter for h in answer.passages} == {5}
+    off_topic = assistant.ask("What is the best recipe for sourdough bread?")
+    assert off_topic.mode == "not-covered" and "not" in off_topic.text
+    assert off_topic.citations == []
+
+
+class _FakeGenerator:
+    """Isolates the citation check from a real model's whims."""
+
+    name, context_window = "fake", 2048
+
+    def generate(self, prompts: list, sampling: SamplingConfig) -> list[Generation]:
+        return [
+            Generation("Barriers wait for all threads [1]. See also [7].", 10, 9, 0.1, 0.2, "stop")
+            for _ in prompts
+        ]
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+def test_abstractive_citations_are_checked(assistant: Assistant) -> None:
+    cfg = RagConfig(index=assistant.cfg.index, mode="abstractive")
+    fake = Assistant(cfg, assistant.retriever, _FakeGenerator())  # type: ignore[arg-type]
+    answer = fake.ask("What does __syncthreads() do?")
+    assert answer.text == "Barriers wait for all threads [1]. See also ."
+    assert [c.n for c in answer.citations] == [1] and answer.meta["invalid_citations"] == 1
+
+
+def test_context_budget_trims_passages_not_the_question(assistant: Assistant) -> None:
+    hits = assistant.retriever.retrieve("shared memory tiling", k=8)  # type: ignore[union-attr]
+    context = build_context(hits, 120, lambda s: len(s.split()))
+    assert len(context.hits) < 8 and len(context.text.split()) <= 120
+    assert context.text.startswith("[1] (Chapter")
+
+
+def test_parse_letter() -> None:
+    assert parse_letter("B. because ...", 4) == "B"
+    assert parse_letter("The answer is (C)", 4) == "C"
+    assert parse_letter("a warp is 32 threads", 4) is None
+
+
+def test_evidence_mcq_beats_chance_on_the_sample_set(assistant: Assistant) -> None:
+    items = [i for i in read_testset(ROOT / "eval" / "sample_en.jsonl") if i.type == "mcq"]
+    answers = assistant.ask_many([Question(i.question, i.choices) for i in items])
+    accuracy = sum(a.choice == i.answer for a, i in zip(answers, items, strict=True)) / len(items)
+    assert all(a.mode == "mcq:evidence" and a.citations for a in answers)
+    assert accuracy >= 0.40, accuracy  # chance is 0.25
+
+
+@pytest.mark.slow
+def test_model_mcq_methods_run_and_ask_many_batches(corpus_index: Path) -> None:
+    cfg = RagConfig(index=corpus_index, mode="abstractive", generator=GeneratorConfig(backend="ctranslate2"),
+                    sampling=SamplingConfig(max_new_tokens=16))  # fmt: skip
+    assistant = Assistant.load(cfg)
+    items = [i for i in read_testset(ROOT / "eval" / "sample_en.jsonl") if i.type == "mcq"][:4]
+    for method in ("generate", "loglik", "combined"):
+        assistant.cfg.mcq_method = method  # type: ignore[assignment]
+        answers = assistant.ask_many([Question(i.question, i.choices) for i in items])
+        assert all(a.choice in "ABCD" and a.mode.startswith(f"mcq:{method}") for a in answers)
+    questions = [f"What is {topic}?" for topic in ["a warp", "shared memory", "a thread block", "occupancy",
+                 "memory coalescing", "tiling", "a kernel", "constant memory"]] * 4  # fmt: skip
+    assistant.ask("What is a warp?")  # warm
+    start = time.perf_counter()
+    singles = [assistant.ask(q) for q in questions]
+    one_by_one = time.perf_counter() - start
+    start = time.perf_counter()
+    batched = assistant.ask_many(questions, batch_size=8)
+    together = time.perf_counter() - start
+    assert len(batched) == len(singles) == 32 and all(a.mode == "abstractive" for a in batched)
+    assert together < one_by_one, (together, one_by_one)
+    assert all(a.completion_tokens > 0 and a.meta["batch"] == 8 for a in batched)
