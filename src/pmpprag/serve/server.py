@@ -27,6 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+# FastAPI reads handler annotations at run time, so Request must be a module-level name.
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
 from pmpprag.config import option
 from pmpprag.rag.pipeline import Assistant, Question, RagConfig
 from pmpprag.schema import Answer
@@ -134,9 +138,6 @@ def _question_list(payload: Any, cfg: ServeConfig, count: Any) -> tuple[list[str
 
 def create_app(assistant: Assistant, cfg: ServeConfig) -> Any:
     from contextlib import asynccontextmanager
-
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, StreamingResponse
 
     batcher = Batcher(assistant, cfg)
 
