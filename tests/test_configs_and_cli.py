@@ -15,7 +15,9 @@ ROOT = Path(__file__).parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(ROOT / "configs")) for p in CONFIGS])
+@pytest.mark.parametrize(
+    "path", CONFIGS, ids=[str(p.relative_to(ROOT / "configs")) for p in CONFIGS]
+)
 def test_shipped_config_loads(path: Path) -> None:
     first = path.read_text().splitlines()[0]
     assert first.startswith("# run: pmpprag "), "first line must say how to run it"
@@ -27,8 +29,12 @@ def test_shipped_config_loads(path: Path) -> None:
 
 
 def test_help_lists_stage_options() -> None:
-    out = subprocess.run([sys.executable, "-m", "pmpprag.cli", "ingest", "--help"], capture_output=True, text=True)
-    assert out.returncode == 0 and "--chunking.max_tokens" in out.stdout and "--chapters" in out.stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "pmpprag.cli", "ingest", "--help"], capture_output=True, text=True
+    )
+    assert (
+        out.returncode == 0 and "--chunking.max_tokens" in out.stdout and "--chapters" in out.stdout
+    )
 
 
 def test_bad_option_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -92,12 +92,13 @@ def test_parse_letter() -> None:
     assert parse_letter("a warp is 32 threads", 4) is None
 
 
-def test_evidence_mcq_beats_chance_on_the_sample_set(assistant: Assistant) -> None:
-    items = [i for i in read_testset(ROOT / "eval" / "sample_en.jsonl") if i.type == "mcq"]
+def test_evidence_mcq_beats_chance_clearly(assistant: Assistant) -> None:
+    # The team's labelled development set (the sample set's number is in the README).
+    items = [i for i in read_testset(ROOT / "data" / "dev" / "mcq_dev.jsonl") if i.type == "mcq"]
     answers = assistant.ask_many([Question(i.question, i.choices) for i in items])
     accuracy = sum(a.choice == i.answer for a, i in zip(answers, items, strict=True)) / len(items)
     assert all(a.mode == "mcq:evidence" and a.citations for a in answers)
-    assert accuracy >= 0.40, accuracy  # chance is 0.25
+    assert accuracy >= 0.45, accuracy  # chance is 0.25; measured 0.60
 
 
 @pytest.mark.slow

@@ -91,15 +91,22 @@ def select_sentences(
 
 
 def support_scores(
-    embedder: Any, question: str, choices: list[str], hits: list[Hit]
+    embedder: Any, question: str, choices: list[str], hits: list[Hit], lexical_weight: float = 0.25
 ) -> list[float]:
-    """How strongly the passages support each option: best sentence match of question + option,
-    plus the share of the option's distinctive terms (those not in every option) found in the
-    passages. Needs no reasoning from the generator."""
+    """How strongly the passages support each option: the best match of question + option
+    against the passages' sentences and pairs of adjacent sentences (an option's evidence often
+    spans two), plus ``lexical_weight`` x the share of the option's distinctive terms (those not
+    in every option nor in the question) found in the passages. Needs no reasoning from the
+    generator. Window and weight were chosen on the development set data/dev/mcq_dev.jsonl."""
     sentences = split_sentences(hits)
     if not sentences:
         return [0.0] * len(choices)
     texts = [s.text for s in sentences]
+    texts += [
+        f"{a.text} {b.text}"
+        for a, b in zip(sentences, sentences[1:], strict=False)
+        if a.passage == b.passage
+    ]
     sentence_vecs = embedder.encode(
         texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
     )
@@ -117,4 +124,4 @@ def support_scores(
     for terms in option_terms:
         distinctive = terms - shared - set(tokenize(question))
         lexical.append(len(distinctive & passage_terms) / len(distinctive) if distinctive else 0.0)
-    return [float(d + 0.5 * x) for d, x in zip(dense, lexical, strict=True)]
+    return [float(d + lexical_weight * x) for d, x in zip(dense, lexical, strict=True)]

@@ -6,8 +6,8 @@
   support question + option (best sentence similarity + share of its distinctive terms found).
 - ``combined``: z-scored ``loglik`` and ``evidence`` added with weight ``loglik_weight``.
 
-Measured on the team's sample set (README, "Multiple-choice methods"): SmolLM2-135M is at
-chance with ``generate`` and ``loglik``; ``evidence`` is the embedded default's method.
+Measured (README, "Multiple-choice methods"): SmolLM2-135M is at chance with ``generate`` and
+barely above it with ``loglik``; ``evidence`` measures best and is the embedded default.
 """
 
 from __future__ import annotations
