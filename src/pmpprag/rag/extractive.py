@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -102,11 +103,7 @@ def support_scores(
     if not sentences:
         return [0.0] * len(choices)
     texts = [s.text for s in sentences]
-    texts += [
-        f"{a.text} {b.text}"
-        for a, b in zip(sentences, sentences[1:], strict=False)
-        if a.passage == b.passage
-    ]
+    texts += [f"{a.text} {b.text}" for a, b in pairwise(sentences) if a.passage == b.passage]
     sentence_vecs = embedder.encode(
         texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
     )
