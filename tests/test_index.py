@@ -252,3 +252,26 @@ def test_approximate_index_types(tmp_path: Path, faiss_type: str) -> None:
     retriever = Retriever.load(tmp_path / "ix")
     assert retriever.stored.manifest["faiss_type"] == faiss_type
     assert retriever.retrieve("CSR rowPtrs colIdx", k=1, mode="dense")[0].chunk.section == "14.2"
+
+
+def test_cross_encoder_reranks_the_fused_candidates(index_dir: Path, tmp_path: Path) -> None:
+    """A real (tiny, random) cross-encoder: the head of the list follows its scores."""
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from pmpprag import models
+
+    tokenizer = AutoTokenizer.from_pretrained(models.resolve("minilm-l6").path_or_id)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, num_labels=1)  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "ce")
+    tokenizer.save_pretrained(tmp_path / "ce")
+    retriever = Retriever.load(
+        index_dir, RetrieverConfig(reranker=str(tmp_path / "ce"), rerank_top=5)
+    )
+    query = "shared memory tiles"
+    hits = retriever.retrieve(query, k=5)
+    scores = CrossEncoder(str(tmp_path / "ce")).predict([(query, h.chunk.text) for h in hits])
+    assert [round(h.score, 4) for h in hits] == sorted(
+        (round(float(s), 4) for s in scores), reverse=True
+    )
