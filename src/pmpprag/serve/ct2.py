@@ -130,6 +130,7 @@ class CT2Generator:
             "max_length": sampling.max_new_tokens,
             "include_prompt_in_result": False,
             "end_token": self.end_token,
+            "min_length": sampling.min_new_tokens,
         }
         if sampling.temperature > 0:
             options.update(

@@ -50,6 +50,9 @@ class SamplingConfig:
     top_p: float = option(1.0, "nucleus sampling mass (with temperature > 0)")
     stop: list[str] = option([], "strings that end the generation (not included in the text)")
     seed: int = option(0, "sampling seed")
+    min_new_tokens: int = option(
+        0, "generate at least this many tokens (benchmarks: fixed lengths)"
+    )
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -80,6 +83,7 @@ class GeneratorConfig:
     concurrency: int = option(8, "openai: requests in flight at once")
     gpu_memory_utilization: float = option(0.85, "vllm: fraction of GPU memory to use")
     max_model_len: int | None = option(None, "vllm: context length (default: the model's)")
+    load_format: str = option("auto", "vllm: 'dummy' = random weights, for speed benchmarks only")
 
 
 @dataclass

@@ -28,8 +28,15 @@ class VLLMGenerator:
                 "the vllm back-end needs vLLM on a GPU machine: pip install 'pmpprag[gpu]'"
             ) from err
         self.cfg = cfg
-        path = models.resolve(cfg.model, kind="causal-lm").path_or_id
-        kwargs: dict[str, Any] = {"gpu_memory_utilization": cfg.gpu_memory_utilization}
+        path = (
+            cfg.model
+            if cfg.load_format == "dummy"
+            else models.resolve(cfg.model, kind="causal-lm").path_or_id
+        )
+        kwargs: dict[str, Any] = {
+            "gpu_memory_utilization": cfg.gpu_memory_utilization,
+            "load_format": cfg.load_format,
+        }
         if cfg.max_model_len:
             kwargs["max_model_len"] = cfg.max_model_len
         if cfg.adapter:
@@ -51,6 +58,7 @@ class VLLMGenerator:
             top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
             stop=sampling.stop or None,
             seed=sampling.seed,
+            min_tokens=sampling.min_new_tokens,
         )
 
     def generate(self, prompts: list[Prompt], sampling: SamplingConfig) -> list[Generation]:
