@@ -6,6 +6,7 @@ run ``vllm serve MODEL`` and use the ``openai`` back-end against it.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ class VLLMGenerator:
     name = "vllm"
 
     def __init__(self, cfg: GeneratorConfig) -> None:
+        # A process that already touched CUDA (pytest, an app) cannot fork vLLM's engine core.
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         try:
             from vllm import LLM
         except ImportError as err:
