@@ -104,7 +104,7 @@ def test_evidence_mcq_beats_chance_clearly(assistant: Assistant) -> None:
 @pytest.mark.slow
 def test_model_mcq_methods_run_and_ask_many_batches(corpus_index: Path) -> None:
     cfg = RagConfig(index=corpus_index, mode="abstractive", generator=GeneratorConfig(backend="ctranslate2"),
-                    sampling=SamplingConfig(max_new_tokens=16))  # fmt: skip
+                    sampling=SamplingConfig(max_new_tokens=32), context_tokens=300)  # fmt: skip
     assistant = Assistant.load(cfg)
     items = [i for i in read_testset(ROOT / "eval" / "sample_en.jsonl") if i.type == "mcq"][:4]
     for method in ("generate", "loglik", "combined"):

@@ -172,6 +172,8 @@ class Assistant:
                 answers[i] = self._extractive(item.text, language, hits, retrieval_s, started)
             else:
                 pending.append((i, context, hits, retrieval_s))
+        # Similar prompt lengths share a batch: less padding in every batched forward pass.
+        pending.sort(key=lambda p: len(p[1].text) if p[1] is not None else 0)
         for start in range(0, len(pending), batch_size):
             batch = pending[start : start + batch_size]
             prompts = [self._prompt(items[i].text, ctx) for i, ctx, _, _ in batch]
