@@ -5,7 +5,7 @@
 SmolLM2-135M-Instruct from the offline registry, greedy, up to 64 new tokens per question
 (real answers may stop earlier: tokens/s counts the tokens actually generated, by the model's
 tokenizer, over generation wall time). Questions are the 30 Chinese and 80 English sample-set
-questions. RAG latency: the full pipeline (retrieve, prompt with ~700 tokens of passages,
+questions. RAG latency: the full pipeline (retrieve, prompt with --context-tokens of passages,
 generate up to 64 tokens) per question, one at a time, p50/p95, on the companion index.
 Writes benchmarks/results/generate-<device>.json and prints a markdown table.
 """
@@ -58,6 +58,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batches", type=int, nargs="*", default=[1, 32])
     parser.add_argument("--rag-questions", type=int, default=20)
+    parser.add_argument(
+        "--context-tokens", type=int, default=700, help="passage budget in RAG prompts"
+    )
+    parser.add_argument("--modes", nargs="*", default=["extractive", "abstractive"])
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     qs = questions()
@@ -84,7 +88,7 @@ def main() -> None:
             start = time.perf_counter()
             assistant.ask(q)
             times.append(time.perf_counter() - start)
-        rag.append({"mode": mode, "questions": len(times), "p50_s": round(float(np.percentile(times, 50)), 2),
+        rag.append({"mode": mode, "context_tokens": args.context_tokens, "questions": len(times), "p50_s": round(float(np.percentile(times, 50)), 2),
                     "p95_s": round(float(np.percentile(times, 95)), 2)})  # fmt: skip
         print(rag[-1], flush=True)
     report = {
