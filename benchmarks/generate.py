@@ -75,10 +75,11 @@ def main() -> None:
             print(rows[-1], flush=True)
         del generator
     rag = []
-    for mode in ("extractive", "abstractive"):
+    for mode in args.modes:
         cfg = RagConfig(
             mode=mode,
             sampling=SamplingConfig(max_new_tokens=64),
+            context_tokens=args.context_tokens,
             generator=GeneratorConfig(device=args.device),
         )  # type: ignore[arg-type]
         assistant = Assistant.load(cfg)
