@@ -23,13 +23,13 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import struct
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from pmpprag.schema import atomic_folder
 
 logger = logging.getLogger(__name__)
 
@@ -206,23 +206,14 @@ def _converted_folder(packaged: PackagedModel) -> Path:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.is_quantized = False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Write into a temporary sibling and rename: an interrupted conversion never leaves a
+    # Written into a temporary sibling and renamed: an interrupted conversion never leaves a
     # half-written folder that a later run would take for a finished one.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{packaged.name}-", dir=target.parent))
-    try:
+    with atomic_folder(target, replace=False) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "pmpprag-source.json").write_text(
             json.dumps({"name": packaged.name, "gguf": str(gguf), "hub_id": packaged.hub_id})
         )
-        try:
-            tmp.rename(target)
-        except OSError:  # another process finished first
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

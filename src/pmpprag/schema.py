@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ __all__ = [
     "Citation",
     "Hit",
     "RecordError",
+    "atomic_folder",
     "atomic_write",
     "read_jsonl",
     "write_jsonl",
@@ -113,6 +115,29 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_folder(target: Path, replace: bool = True) -> Iterator[Path]:
+    """Yield a temporary sibling folder that becomes ``target`` only if the block succeeds.
+
+    ``replace=True`` swaps out an existing ``target`` (index rebuilds); ``replace=False`` is for
+    caches built once: if another process finished ``target`` first, its copy is kept.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists() and not replace:
+            return
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_jsonl(path: Path, records: Iterable[BaseModel]) -> int:

@@ -32,9 +32,8 @@ from pmpprag.index.store import (
     file_hashes,
     load_index,
     read_manifest,
-    replace_folder,
 )
-from pmpprag.schema import Chunk, read_jsonl, write_jsonl
+from pmpprag.schema import Chunk, atomic_folder, read_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +161,7 @@ def build(cfg: IndexConfig) -> IndexResult:
         index.train(vectors)
     index.add(vectors)
     bm25 = BM25Index.build([passage_text(c) for c in chunks])
-    with replace_folder(cfg.out) as tmp:
+    with atomic_folder(cfg.out) as tmp:
         _write(tmp, cfg, chunks, index, kind, bm25, vectors.shape[1])
     seconds = time.perf_counter() - started
     logger.info(
@@ -204,7 +203,7 @@ def add(cfg: IndexConfig) -> IndexResult:
     stored.faiss_index.add(vectors)
     chunks = stored.chunks + new
     bm25 = BM25Index.build([passage_text(c) for c in chunks])
-    with replace_folder(cfg.out) as tmp:
+    with atomic_folder(cfg.out) as tmp:
         _write(
             tmp,
             cfg,

@@ -8,7 +8,7 @@
 
 Loading verifies every file against the manifest's sha256, so a truncated or swapped file is an
 error naming that file. Writes go to a sibling temporary folder that replaces the old one only
-when complete: an interrupted build leaves the previous index as it was.
+when complete (``schema.atomic_folder``): an interrupted build leaves the previous index as it was.
 """
 
 from __future__ import annotations
@@ -16,11 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +24,7 @@ from pmpprag.schema import Chunk, RecordError, read_jsonl
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IndexError_", "StoredIndex", "load_index", "replace_folder", "sha256_file"]
+__all__ = ["IndexError_", "StoredIndex", "load_index", "sha256_file"]
 
 FORMAT_VERSION = 1
 
@@ -52,25 +47,6 @@ def _files(folder: Path) -> list[Path]:
 
 def file_hashes(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): sha256_file(p) for p in _files(folder)}
-
-
-@contextmanager
-def replace_folder(target: Path, copy_existing: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder that atomically replaces ``target`` if the block succeeds."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
-    try:
-        if copy_existing and target.is_dir():
-            shutil.copytree(target, tmp, dirs_exist_ok=True)
-        yield tmp
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclass

@@ -14,7 +14,6 @@ import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import groupby
 
 from pmpprag.config import option
 
@@ -144,11 +143,3 @@ def chunk_id(chapter: int, section: str, index: int, text: str) -> str:
     """Stable id: same input and settings -> same id; any change in the text -> a new id."""
     digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
     return f"c{chapter:02d}.{section.split('.', 1)[-1]}-{index:03d}-{digest}"
-
-
-def group_by_section(items: Sequence[tuple[int, str]]) -> list[tuple[tuple[int, str], list[int]]]:
-    """Indices of consecutive items with the same (chapter, section) key."""
-    out = []
-    for key, group in groupby(range(len(items)), key=lambda i: items[i]):
-        out.append((key, list(group)))
-    return out

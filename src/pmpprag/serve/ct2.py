@@ -1,8 +1,8 @@
 """The CTranslate2 back-end: int8 decoding on CPU, ~3x transformers fp32 on 2 cores.
 
 The Hugging Face model (with a LoRA adapter merged in, if one is given) is converted once into
-``<model cache>/ct2/<name>-<compute type>-<hash>/``; conversion writes a temporary folder and
-renames it, so an interrupted conversion is redone rather than half-used.
+``<model cache>/ct2/<name>-<compute type>-<hash>/`` through ``schema.atomic_folder``, so an
+interrupted conversion is redone rather than half-used.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pmpprag import models
+from pmpprag.schema import atomic_folder
 from pmpprag.serve.generation import (
     Generation,
     GeneratorConfig,
@@ -62,25 +62,16 @@ def convert(cfg: GeneratorConfig) -> tuple[Path, str]:
     )
     if (target / "model.bin").is_file():
         return target, source
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with atomic_folder(target, replace=False) as out, tempfile.TemporaryDirectory() as work:
         model_dir = source
         if cfg.adapter:
-            model_dir = str(_merge_adapter(source, cfg.adapter, work / "merged"))
+            model_dir = str(_merge_adapter(source, cfg.adapter, Path(work) / "merged"))
         logger.info(
             "converting %s to CTranslate2 %s in %s (once)", cfg.model, cfg.compute_type, target
         )
         ctranslate2.converters.TransformersConverter(model_dir).convert(
-            str(work / "ct2"), quantization=cfg.compute_type
+            str(out), quantization=cfg.compute_type, force=True
         )
-        try:
-            (work / "ct2").rename(target)
-        except OSError:  # converted meanwhile by another process
-            if not (target / "model.bin").is_file():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return target, source
 
 
