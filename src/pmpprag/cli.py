@@ -16,6 +16,7 @@ from typing import Any
 
 from pmpprag import models
 from pmpprag.config import ConfigError, describe, load_config, parse_overrides
+from pmpprag.index.store import IndexError_
 
 logger = logging.getLogger("pmpprag")
 
@@ -151,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognised arguments: {' '.join(rest)}")
         return int(args.func(args))
-    except (ConfigError, models.ModelError, ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ConfigError, models.ModelError, IndexError_, ValueError, FileNotFoundError) as err:
+        # user errors: one line that says what to do; anything else keeps its traceback
         print(f"pmpprag: error: {err}", file=sys.stderr)
         return 2
 

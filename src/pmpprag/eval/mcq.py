@@ -45,8 +45,6 @@ def run(cfg: McqEvalConfig) -> dict[str, Any]:
         for rag in [True, False] if cfg.no_rag and method in ("generate", "loglik") else [True]:
             run_cfg = replace(cfg, mcq_method=method, rag=rag)  # type: ignore[arg-type]
             assistant = Assistant(run_cfg, base.retriever if rag else None, base._generator)
-            if not rag and assistant.retriever is None and method == "evidence":
-                continue
             started = time.perf_counter()
             answers = assistant.ask_many(questions, rag=rag)  # type: ignore[arg-type]
             base._generator = assistant._generator  # share the loaded model between runs

@@ -165,7 +165,9 @@ class Assistant:
                                         mode="not-covered", passages=hits, retrieval_s=retrieval_s,
                                         wall_s=time.perf_counter() - started, meta={"confidence": confidence})  # fmt: skip
                     continue
-            context = build_context(hits, self.cfg.context_tokens, self._count) if hits else None
+            context = (
+                build_context(hits, self.cfg.context_tokens, self.count_tokens) if hits else None
+            )
             if item.choices:
                 answers[i] = self._mcq(item, language, hits, context, retrieval_s, started)
             elif use_rag and self.cfg.mode == "extractive":
@@ -184,7 +186,8 @@ class Assistant:
                 )
         return [a for a in answers if a is not None]
 
-    def _count(self, text: str) -> int:
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` under the embedding model's tokenizer (budgets, request limits)."""
         tokenizer = getattr(self.retriever.embedder, "tokenizer", None) if self.retriever else None
         if tokenizer is None:  # about 4 characters per token
             return max(1, len(text) // 4)

@@ -175,7 +175,7 @@ def create_app(assistant: Assistant, cfg: ServeConfig) -> Any:
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise BadRequest(400, f"malformed JSON: {err}") from err
 
-    count = assistant._count
+    count = assistant.count_tokens
 
     @app.get("/")
     async def health() -> dict[str, str]:
