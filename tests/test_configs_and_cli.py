@@ -42,3 +42,15 @@ def test_bad_option_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None
     assert "unknown option chunking.max_tokns" in capsys.readouterr().err
     assert main(["models", "fetch", "nope"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_positional_question_anywhere_among_options(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # the question may come before or after "--option value" pairs; here the missing index is named
+    for argv in (["ask", "What is a warp?", "--index", str(tmp_path / "none")],
+                 ["ask", "--index", str(tmp_path / "none"), "What is a warp?"]):  # fmt: skip
+        assert main(argv) == 2
+        assert f"no index at {tmp_path / 'none'}" in capsys.readouterr().err
+    assert main(["ask", "q1", "q2"]) == 2
+    assert "one question at a time" in capsys.readouterr().err

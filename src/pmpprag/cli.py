@@ -97,10 +97,8 @@ def _stage_parser(sub: Any, name: str, command: StageCommand) -> None:
     )
     p.add_argument("--config", help="YAML file with option: value pairs")
     if command.positional:
-        p.add_argument(
-            command.positional,
-            nargs="?",
-            help=f"the {command.positional} (or --{command.positional})",
+        p.usage = (
+            f"pmpprag {name} [--config FILE] [--option value ...] {command.positional.upper()}"
         )
     p.set_defaults(stage=name)
 
@@ -143,9 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "stage", None):
             command = COMMANDS[args.stage]
-            overrides = parse_overrides(rest)
-            if command.positional and getattr(args, command.positional, None) is not None:
-                overrides[command.positional] = getattr(args, command.positional)
+            bare: list[str] = []
+            overrides = parse_overrides(rest, bare if command.positional else None)
+            if len(bare) > 1:
+                raise ConfigError(f"one {command.positional} at a time, got {len(bare)}: {bare}")
+            if bare:
+                overrides[command.positional or ""] = bare[0]
             cfg: Any = load_config(command.config_cls, args.config, overrides)
             command.run(cfg)
             return 0

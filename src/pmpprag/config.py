@@ -37,16 +37,21 @@ def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) ->
     return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
 
 
-def parse_overrides(args: list[str]) -> dict[str, Any]:
+def parse_overrides(args: list[str], positionals: list[str] | None = None) -> dict[str, Any]:
     """Turn ``["--a.b", "3", "--flag", "--no-rag", "--x=y"]`` into ``{"a.b": 3, "flag": True, ...}``.
 
     Values are parsed as YAML scalars (``3`` -> int, ``true`` -> bool, ``2-6`` -> str). A flag with
-    no value is ``True``; ``--no-NAME`` with no value is ``NAME: False``.
+    no value is ``True``; ``--no-NAME`` with no value is ``NAME: False``. A bare argument where an
+    option is expected goes to ``positionals`` when given, else it is an error.
     """
     out: dict[str, Any] = {}
     i = 0
     while i < len(args):
         arg = args[i]
+        if positionals is not None and not arg.startswith("--"):
+            positionals.append(arg)
+            i += 1
+            continue
         if not arg.startswith("--") or arg == "--":
             raise ConfigError(f"unexpected argument {arg!r}: options look like --name value")
         key = arg[2:]
