@@ -35,10 +35,12 @@ def measure(generator, batch: int, new_tokens: int, repeats: int) -> dict:  # ty
     for _ in range(repeats):
         out = generator.generate(prompts, sampling)
         tokens += sum(g.completion_tokens for g in out)
-        ttft.append(out[0].ttft_s)
+        ttft += [g.ttft_s for g in out]  # per request (vllm-async) or the batch's (others)
     wall = time.perf_counter() - start
+    ttft.sort()
     return {"batch": batch, "tokens": tokens, "seconds": round(wall, 3), "tokens_per_s": round(tokens / wall, 1),
-            "ttft_s": round(sorted(ttft)[len(ttft) // 2], 4), "prompt_tokens": out[0].prompt_tokens}  # fmt: skip
+            "ttft_p50_s": round(ttft[len(ttft) // 2], 4), "ttft_p95_s": round(ttft[int(0.95 * (len(ttft) - 1))], 4),
+            "prompt_tokens": out[0].prompt_tokens}  # fmt: skip
 
 
 def main() -> None:
@@ -48,6 +50,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--batches", type=int, nargs="*", default=[1, 32, 256])
     parser.add_argument("--backends", nargs="*", default=["vllm", "transformers"])
+    parser.add_argument("--tag", default="", help="result file generate-gpu[-TAG].json")
     args = parser.parse_args()
     model_dir = Path(args.model_dir)
     if not (model_dir / "config.json").is_file():
@@ -79,6 +82,8 @@ def main() -> None:
             }
             rows.append(row)
             print(row, flush=True)
+        if hasattr(generator, "close"):
+            generator.close()
         del generator
         torch.cuda.empty_cache()
     import importlib.metadata as md
@@ -93,7 +98,9 @@ def main() -> None:
         "versions": {p: md.version(p) for p in ("torch", "transformers", "vllm") if _installed(p)},
         "results": rows,
     }
-    Path(args.out, "generate-gpu.json").write_text(json.dumps(report, indent=1) + "\n")
+    Path(args.out, f"generate-gpu{'-' + args.tag if args.tag else ''}.json").write_text(
+        json.dumps(report, indent=1) + "\n"
+    )
     print(json.dumps(report, indent=1))
 
 

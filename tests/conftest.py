@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -49,3 +55,37 @@ def corpus_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run(IngestConfig(pdf=pdf, out=root / "ingest"))
     build(IndexConfig(chunks=root / "ingest" / "chunks.jsonl", out=root / "index"))
     return root / "index"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(args: list[str], tmp: Path) -> Iterator[str]:
+    """``pmpprag serve ARGS`` in a subprocess on a free port; yields its URL once GET / answers."""
+    port = free_port()
+    log = (tmp / f"server-{port}.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pmpprag.cli", "serve", "--port", str(port), *args],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {(tmp / f'server-{port}.log').read_text()[-2000:]}")
+        try:
+            if httpx.get(url + "/", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("server did not come up")
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,53 +10,23 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import start_server
 from pmpprag.eval.testset import read_testset
 from pmpprag.serve import GeneratorConfig, SamplingConfig, load_generator
 
 ROOT = Path(__file__).parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(args: list[str], tmp: Path) -> Iterator[str]:
-    port = _free_port()
-    log = (tmp / f"server-{port}.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pmpprag.cli", "serve", "--port", str(port), *args],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {(tmp / f'server-{port}.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(url + "/", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("server did not come up")
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def server(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from _start(["--index", str(corpus_index)], tmp_path_factory.mktemp("srv"))
+    yield from start_server(["--index", str(corpus_index)], tmp_path_factory.mktemp("srv"))
 
 
 @pytest.fixture(scope="module")
 def batch_server(corpus_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from _start(["--index", str(corpus_index), "--batch"], tmp_path_factory.mktemp("srv"))
+    yield from start_server(
+        ["--index", str(corpus_index), "--batch"], tmp_path_factory.mktemp("srv")
+    )
 
 
 def _chinese_questions(n: int) -> list[str]:
@@ -164,7 +129,7 @@ def test_openai_client_chat_completions_and_stream(server: str) -> None:
 @pytest.mark.slow
 def test_openai_backend_against_our_model_server(tmp_path: Path) -> None:
     """The openai back-end end to end: our server without RAG generates with SmolLM2 (ct2)."""
-    for url in _start(["--no-rag", "--sampling.max_new_tokens", "24"], tmp_path):
+    for url in start_server(["--no-rag", "--sampling.max_new_tokens", "24"], tmp_path):
         generator = load_generator(
             GeneratorConfig(backend="openai", base_url=url + "/v1", model="pmpprag")
         )

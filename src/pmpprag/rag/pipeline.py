@@ -123,7 +123,11 @@ class Assistant:
             return self.cfg.mcq_method
         if self.cfg.generator.model in MCQ_DEFAULTS:
             return MCQ_DEFAULTS[self.cfg.generator.model]
-        return "generate" if self.cfg.generator.backend in ("openai", "vllm") else "combined"
+        return (
+            "generate"
+            if self.cfg.generator.backend in ("openai", "vllm", "vllm-async")
+            else "combined"
+        )
 
     def _language(self, question: str) -> Literal["en", "zh"]:
         if self.cfg.language != "auto":

@@ -53,6 +53,9 @@ class ServeConfig(RagConfig):
     batch_window_ms: float = option(15.0, "how long the batcher waits to fill a batch")
     max_batch_size: int = option(32, "questions per model batch")
     warmup: bool = option(True, "answer one question before accepting requests")
+    batches_in_flight: int = option(
+        0, "model batches run at once (0: 8 for vllm-async, which batches continuously; else 1)"
+    )
 
 
 class BadRequest(Exception):
@@ -62,13 +65,20 @@ class BadRequest(Exception):
 
 
 class Batcher:
-    """Collects questions from concurrent requests into ``ask_many`` batches on one thread."""
+    """Collects questions from concurrent requests into ``ask_many`` batches.
+
+    Batches run on a model thread pool: one thread for back-ends that decode one batch at a time,
+    several for ``vllm-async``, whose engine merges concurrent batches (continuous batching).
+    """
 
     def __init__(self, assistant: Assistant, cfg: ServeConfig) -> None:
         self.assistant, self.cfg = assistant, cfg
         self.queue: asyncio.Queue[tuple[Question, asyncio.Future[Answer]]] = asyncio.Queue()
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        in_flight = cfg.batches_in_flight or (8 if cfg.generator.backend == "vllm-async" else 1)
+        self.executor = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="model")
+        self.slots = asyncio.Semaphore(in_flight)
         self.task: asyncio.Task[None] | None = None
+        self.running: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._loop())
@@ -85,6 +95,7 @@ class Batcher:
 
     async def _loop(self) -> None:
         while True:
+            await self.slots.acquire()  # wait for a free model thread before collecting
             batch = [await self.queue.get()]
             deadline = time.monotonic() + self.cfg.batch_window_ms / 1000
             while (
@@ -94,19 +105,25 @@ class Batcher:
                     batch.append(await asyncio.wait_for(self.queue.get(), left))
                 except TimeoutError:
                     break
-            questions = [q for q, _ in batch]
-            try:
-                answers = await self.run_in_model_thread(
-                    self.assistant.ask_many, questions, self.cfg.max_batch_size
-                )
-                for (_, future), answer in zip(batch, answers, strict=True):
-                    if not future.done():
-                        future.set_result(answer)
-            except Exception as err:  # one failing batch must not kill the server
-                logger.exception("batch of %d failed", len(batch))
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(err)
+            task = asyncio.get_running_loop().create_task(self._answer(batch))
+            self.running.add(task)  # keep a reference until it is done
+            task.add_done_callback(self.running.discard)
+
+    async def _answer(self, batch: list[tuple[Question, asyncio.Future[Answer]]]) -> None:
+        try:
+            answers = await self.run_in_model_thread(
+                self.assistant.ask_many, [q for q, _ in batch], self.cfg.max_batch_size
+            )
+            for (_, future), answer in zip(batch, answers, strict=True):
+                if not future.done():
+                    future.set_result(answer)
+        except Exception as err:  # one failing batch must not kill the server
+            logger.exception("batch of %d failed", len(batch))
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(err)
+        finally:
+            self.slots.release()
 
 
 def _question_list(payload: Any, cfg: ServeConfig, count: Any) -> tuple[list[str], bool]:
@@ -295,6 +312,8 @@ def run(cfg: ServeConfig) -> None:
     import uvicorn
 
     assistant = Assistant.load(cfg)
+    if cfg.generator.backend.startswith("vllm"):
+        assistant.generator  # vLLM starts its engine from the main thread  # noqa: B018
     app = create_app(assistant, cfg)
     logger.info(
         "serving on http://%s:%d (batch mode %s, RAG %s)", cfg.host, cfg.port, cfg.batch, cfg.rag

@@ -1,21 +1,48 @@
-"""The vLLM back-end (GPU): the offline ``vllm.LLM`` engine, merged models or LoRA adapters.
+"""The vLLM back-ends (GPU), merged models or LoRA adapters (``LoRARequest``).
 
-Install with ``pip install 'pmpprag[gpu]'``; vLLM is imported only here. For a served endpoint,
-run ``vllm serve MODEL`` and use the ``openai`` back-end against it.
+- ``vllm``: the offline ``vllm.LLM`` engine, for batch work (QA generation, evaluation).
+- ``vllm-async``: the async engine (``AsyncLLM``) for serving: concurrent requests share the
+  engine's continuous batching, answers stream token by token, and each request gets its own
+  time to first token.
+
+Install with ``pip install 'pmpprag[gpu]'``; vLLM is imported only here. For a separate
+endpoint, run ``vllm serve MODEL`` and use the ``openai`` back-end against it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import queue
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from pmpprag import models
-from pmpprag.serve.generation import Generation, GeneratorConfig, Prompt, SamplingConfig
+from pmpprag.serve.generation import (
+    Generation,
+    GeneratorConfig,
+    Prompt,
+    SamplingConfig,
+    render_prompt,
+)
 
-__all__ = ["VLLMGenerator"]
+__all__ = ["VLLMAsyncGenerator", "VLLMGenerator"]
+
+
+def _params(sampling: SamplingConfig) -> Any:
+    from vllm import SamplingParams
+
+    return SamplingParams(
+        max_tokens=sampling.max_new_tokens,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
+        stop=sampling.stop or None,
+        seed=sampling.seed,
+        min_tokens=sampling.min_new_tokens,
+    )
 
 
 class VLLMGenerator:
@@ -52,18 +79,6 @@ class VLLMGenerator:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
-    def _params(self, sampling: SamplingConfig) -> Any:
-        from vllm import SamplingParams
-
-        return SamplingParams(
-            max_tokens=sampling.max_new_tokens,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
-            stop=sampling.stop or None,
-            seed=sampling.seed,
-            min_tokens=sampling.min_new_tokens,
-        )
-
     def generate(self, prompts: list[Prompt], sampling: SamplingConfig) -> list[Generation]:
         lora = None
         if self.cfg.adapter:
@@ -73,9 +88,7 @@ class VLLMGenerator:
         chats = [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
         with self._lock:
             start = time.perf_counter()
-            outputs = self.llm.chat(
-                chats, self._params(sampling), lora_request=lora, use_tqdm=False
-            )
+            outputs = self.llm.chat(chats, _params(sampling), lora_request=lora, use_tqdm=False)
             wall = time.perf_counter() - start
         results = []
         for out in outputs:
@@ -99,3 +112,127 @@ class VLLMGenerator:
     def stream(self, prompt: Prompt, sampling: SamplingConfig) -> Iterator[str]:
         # The offline engine has no token stream; the whole completion arrives as one piece.
         yield self.generate([prompt], sampling)[0].text
+
+
+class VLLMAsyncGenerator:
+    """vLLM's async engine (``AsyncLLM``) for serving: continuous batching across requests.
+
+    The engine lives on its own event loop in a background thread, so the synchronous
+    ``Generator`` calls (``generate``, ``stream``) can come from any thread, and several batches
+    from concurrent server requests run through the engine at once instead of queueing behind
+    each other. Each request is timed on its own: time to first token is the moment its first
+    output token arrived, not the batch's wall time.
+    """
+
+    name = "vllm-async"
+    concurrent_batches = 8  # the server may have this many batches in flight at once
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+        try:
+            from vllm.engine.arg_utils import AsyncEngineArgs
+        except ImportError as err:
+            raise ImportError(
+                "the vllm-async back-end needs vLLM on a GPU machine: pip install 'pmpprag[gpu]'"
+            ) from err
+        from transformers import AutoTokenizer
+
+        self.cfg = cfg
+        path = (
+            cfg.model
+            if cfg.load_format == "dummy"
+            else models.resolve(cfg.model, kind="causal-lm").path_or_id
+        )
+        args = AsyncEngineArgs(
+            model=path,
+            dtype="auto" if cfg.dtype == "float32" else cfg.dtype,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            load_format=cfg.load_format,
+            max_model_len=cfg.max_model_len,
+            enable_lora=bool(cfg.adapter),
+            max_lora_rank=64,
+        )
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        # Built in the calling thread (vLLM installs signal handlers, which only the main thread
+        # may do); its output handler starts on the background loop with the first request.
+        self.engine = AsyncLLM.from_engine_args(args)
+        self.context_window = int(self.engine.model_config.max_model_len)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="vllm-async", daemon=True
+        )
+        self._thread.start()
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def _lora(self) -> Any:
+        if not self.cfg.adapter:
+            return None
+        from vllm.lora.request import LoRARequest
+
+        return LoRARequest("adapter", 1, self.cfg.adapter)
+
+    async def _deltas(self, prompt: Prompt, sampling: SamplingConfig) -> AsyncIterator[Any]:
+        """The request's cumulative outputs as the engine produces them."""
+        text = render_prompt(self.tokenizer, prompt)
+        async for output in self.engine.generate(
+            text, _params(sampling), uuid.uuid4().hex, lora_request=self._lora()
+        ):
+            yield output
+
+    async def _one(self, prompt: Prompt, sampling: SamplingConfig) -> Generation:
+        start = time.perf_counter()
+        first: float | None = None
+        final = None
+        async for output in self._deltas(prompt, sampling):
+            if first is None and output.outputs and output.outputs[0].token_ids:
+                first = time.perf_counter() - start
+            final = output
+        wall = time.perf_counter() - start
+        assert final is not None, "vLLM finished a request without output"
+        completion = final.outputs[0]
+        return Generation(
+            completion.text.strip(),
+            len(final.prompt_token_ids or []),
+            len(completion.token_ids),
+            first if first is not None else wall,
+            wall,
+            "stop" if completion.finish_reason == "stop" else "length",
+        )
+
+    async def _many(self, prompts: list[Prompt], sampling: SamplingConfig) -> list[Generation]:
+        return list(await asyncio.gather(*(self._one(p, sampling) for p in prompts)))
+
+    def generate(self, prompts: list[Prompt], sampling: SamplingConfig) -> list[Generation]:
+        return list(self._call(self._many(prompts, sampling)))
+
+    def stream(self, prompt: Prompt, sampling: SamplingConfig) -> Iterator[str]:
+        pieces: queue.Queue[str | BaseException | None] = queue.Queue()
+
+        async def pump() -> None:
+            emitted = ""
+            try:
+                async for output in self._deltas(prompt, sampling):
+                    text = output.outputs[0].text
+                    if len(text) > len(emitted):
+                        pieces.put(text[len(emitted) :])
+                        emitted = text
+            except BaseException as err:  # surfaced to the reader below
+                pieces.put(err)
+            pieces.put(None)
+
+        asyncio.run_coroutine_threadsafe(pump(), self._loop)
+        while (piece := pieces.get()) is not None:
+            if isinstance(piece, BaseException):
+                raise piece
+            yield piece
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self.engine.shutdown)
+        self._loop.call_soon_threadsafe(self._loop.stop)
