@@ -66,6 +66,18 @@ def _commands() -> dict[str, StageCommand]:
         "ingest": StageCommand(ingest.IngestConfig, ingest.run, "PDF/Markdown -> chunks.jsonl"),
         "index build": StageCommand(index.IndexConfig, index.build, "chunks -> FAISS + BM25 index"),
         "index add": StageCommand(index.IndexConfig, index.add, "add new chunks to an index"),
+        "eval run": StageCommand(
+            evaluation.EvalRunConfig, evaluation.run_testset, "answer and score a test set, report"
+        ),
+        "eval ablate": StageCommand(
+            evaluation.AblateConfig, evaluation.ablate, "base / +RAG / +LoRA / +DPO on one test set"
+        ),
+        "eval grade": StageCommand(
+            evaluation.GradeConfig, evaluation.grade, "grade a running server via /predict"
+        ),
+        "eval overlap": StageCommand(
+            evaluation.OverlapConfig, evaluation.overlap, "test-set overlap with corpus/training"
+        ),
         "eval mcq": StageCommand(
             evaluation.McqEvalConfig, evaluation.mcq, "accuracy of each MCQ method"
         ),

@@ -140,12 +140,15 @@ def atomic_folder(target: Path, replace: bool = True) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_jsonl(path: Path, records: Iterable[BaseModel]) -> int:
-    """Write records atomically, one JSON object per line; returns the count."""
+def write_jsonl(path: Path, records: Iterable[BaseModel | dict]) -> int:
+    """Write records (models or plain dicts) atomically, one JSON object per line; returns the count."""
     n = 0
     with atomic_write(path) as fh:
         for record in records:
-            fh.write(record.model_dump_json() + "\n")
+            if isinstance(record, BaseModel):
+                fh.write(record.model_dump_json() + "\n")
+            else:
+                fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
             n += 1
     return n
 

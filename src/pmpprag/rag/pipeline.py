@@ -32,6 +32,7 @@ from pmpprag.rag.prompts import (
     NOT_COVERED,
     build_context,
     cited_numbers,
+    split_choices,
 )
 from pmpprag.schema import Answer, Citation, Hit
 from pmpprag.serve.generation import (
@@ -146,9 +147,13 @@ class Assistant:
                  rag: bool | None = None) -> list[Answer]:  # fmt: skip
         """Answer many questions; generated answers run through the generator in true batches."""
         items = [q if isinstance(q, Question) else Question(q) for q in questions]
-        for item in items:
+        for n, item in enumerate(items):
             if not item.text or not item.text.strip():
                 raise ValueError("empty question")
+            if item.choices is None:  # options written into the question text ("A. ...")
+                text, choices = split_choices(item.text)
+                if choices:
+                    items[n] = Question(text, choices, item.chapters)
         use_rag = self.cfg.rag if rag is None else rag
         answers: list[Answer | None] = [None] * len(items)
         pending: list[tuple[int, Any, list[Hit], float]] = []  # waiting for batched generation
@@ -258,6 +263,8 @@ class Assistant:
         started: float,
     ) -> Answer:
         method = self.mcq_method
+        if not hits and method in ("evidence", "combined"):
+            method = "loglik"  # no passages to weigh: the model's own likelihood decides
         needs_model = method != "evidence"
         result = answer_mcq(method, item.text, item.choices or [], context.hits if context else hits,
                             context.text if context else "", self._system(language),

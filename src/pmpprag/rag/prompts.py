@@ -23,6 +23,7 @@ __all__ = [
     "format_choices",
     "parse_letter",
     "provenance",
+    "split_choices",
 ]
 
 LETTERS = "ABCDEFGH"
@@ -99,6 +100,30 @@ def build_context(hits: list[Hit], budget_tokens: int, count: Callable[[str], in
 
 def format_choices(choices: list[str]) -> str:
     return "\n".join(f"{LETTERS[i]}. {choice}" for i, choice in enumerate(choices))
+
+
+_CHOICE_LINE = re.compile(r"^\s*[(（]?([A-H])\s*[.．、:：)）]\s*(.+?)\s*$")
+
+
+def split_choices(text: str) -> tuple[str, list[str]]:
+    """A question with its options written inline (lines "A. ...", "B、...", "(C) ...").
+
+    Returns the question without the option lines and the options, or ``(text, [])`` when the
+    text holds no run of at least two option lines lettered A, B, ... in order.
+    """
+    lines = text.strip().splitlines()
+    choices: list[str] = []
+    first = None
+    for i, line in enumerate(lines):
+        m = _CHOICE_LINE.match(line)
+        if m and m.group(1) == LETTERS[len(choices)]:
+            first = i if first is None else first
+            choices.append(m.group(2))
+        elif choices:
+            break
+    if len(choices) < 2 or first is None or first == 0:
+        return text, []
+    return "\n".join(lines[:first]).strip(), choices
 
 
 def parse_letter(text: str, n_choices: int) -> str | None:

@@ -1,0 +1,147 @@
+"""What each part adds: base / +RAG / +LoRA / +LoRA+RAG / +DPO+RAG on one test set, one command.
+
+    pmpprag eval ablate --testset eval/sample_en.jsonl [--lora out/train/sft] [--dpo out/train/dpo]
+
+Every variant answers the same items with the same settings except retrieval and the adapter;
+the model is loaded once per adapter and the index once. A variant whose adapter is not given
+is listed as skipped, with the reason. Writes ``ablation.json``, ``ablation.md``,
+``ablation.png`` and one ``eval run``-style folder per variant under ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pmpprag.config import option, to_dict
+from pmpprag.eval.report import ablation_chart
+from pmpprag.eval.run import (
+    EvalRunConfig,
+    answer_fields,
+    answer_items,
+    score_items,
+    summarise,
+    write_run,
+)
+from pmpprag.eval.testset import read_testset
+from pmpprag.index import Retriever
+from pmpprag.rag.pipeline import Assistant
+from pmpprag.schema import atomic_write
+from pmpprag.serve.generation import Generator, load_generator
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["VARIANTS", "AblateConfig", "run"]
+
+# variant -> (retrieval on, which adapter: None | "lora" | "dpo")
+VARIANTS: dict[str, tuple[bool, str | None]] = {
+    "base": (False, None),
+    "+RAG": (True, None),
+    "+LoRA": (False, "lora"),
+    "+LoRA+RAG": (True, "lora"),
+    "+DPO+RAG": (True, "dpo"),
+}
+
+
+@dataclass
+class AblateConfig(EvalRunConfig):
+    out: Path = option(Path("out/eval/ablate"), "where the table, chart and variant runs go")
+    lora: str | None = option(None, "LoRA (SFT) adapter folder for the +LoRA variants")
+    dpo: str | None = option(None, "DPO adapter folder for the +DPO+RAG variant")
+    variants: list[str] = option(list(VARIANTS), "variants to run, in order")
+
+    def __post_init__(self) -> None:
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"--variants {unknown}: choose from {', '.join(VARIANTS)}")
+
+
+def run(cfg: AblateConfig) -> dict[str, Any]:
+    items = read_testset(cfg.testset)[: cfg.limit]
+    retriever = Retriever.load(cfg.index, cfg.retriever)
+    generators: dict[str | None, Generator] = {}
+    rows: list[dict[str, Any]] = []
+    for variant in cfg.variants:
+        use_rag, adapter_kind = VARIANTS[variant]
+        adapter = getattr(cfg, adapter_kind) if adapter_kind else None
+        if adapter_kind and not adapter:
+            rows.append({"variant": variant, "skipped": f"no --{adapter_kind} adapter given"})
+            logger.warning("%s skipped: no --%s adapter given", variant, adapter_kind)
+            continue
+        run_cfg = replace(cfg, rag=use_rag, generator=replace(cfg.generator, adapter=adapter))
+        if adapter not in generators:
+            generators[adapter] = load_generator(run_cfg.generator)
+        assistant = Assistant(run_cfg, retriever if use_rag else None, generators[adapter])
+        logger.info("%s: answering %d items", variant, len(items))
+        answers, wall = answer_items(assistant, items, cfg.batch_size, rag=use_rag)
+        texts = [a.choice if a.choice else a.text for a in answers]
+        scored = score_items(items, texts, embedder=retriever.embedder)
+        for row, answer in zip(scored, answers, strict=True):
+            row.update(answer_fields(answer))
+            if answer.choice:
+                row["answer"] = answer.text
+        metrics = summarise(scored, wall)
+        metrics.update(model=cfg.generator.model, backend=cfg.generator.backend, rag=use_rag,
+                       mode=cfg.mode, adapter=adapter)  # fmt: skip
+        folder = Path(cfg.out) / variant.replace("+", "plus-").strip("-").lower()
+        write_run(folder, scored, metrics, f"ablation variant {variant}: {cfg.testset}")
+        q = metrics["quality"]
+        rows.append({
+            "variant": variant, "rag": use_rag, "adapter": adapter,
+            "mcq_accuracy": q["mcq"]["accuracy"], "mcq_methods": q["mcq"]["methods"],
+            "key_point_coverage": q["open"]["key_point_coverage"],
+            "course_rouge_l": q["open"]["course_rouge_l"], "cjk_rouge_l": q["open"]["cjk_rouge_l"],
+            "rouge_l": q["open"]["rouge_l"], "questions_per_s": metrics["speed"]["questions_per_s"],
+            "tokens_per_s": metrics["speed"]["tokens_per_s"], "folder": str(folder),
+        })  # fmt: skip
+    report = {"testset": str(cfg.testset), "items": len(items), "model": cfg.generator.model,
+              "rows": rows, "settings": to_dict(cfg)}  # fmt: skip
+    found = findings(rows)
+    report["findings"] = found
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    with atomic_write(Path(cfg.out) / "ablation.json") as fh:
+        json.dump(report, fh, indent=1, ensure_ascii=False, default=str)
+    chart = ablation_chart(Path(cfg.out), rows)
+    table = markdown_table(rows)
+    with atomic_write(Path(cfg.out) / "ablation.md") as fh:
+        fh.write(f"# Ablation on {cfg.testset} ({len(items)} items, {cfg.generator.model})\n\n"
+                 f"{table}\n\n![ablation]({chart})\n\n" + "\n".join(f"- {f}" for f in found) + "\n")  # fmt: skip
+    print(table)
+    print("\n".join(found))
+    return report
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| variant | mcq accuracy | key-point coverage | course metric | CJK ROUGE-L | ROUGE-L | q/s |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        if r.get("skipped"):
+            lines.append(f"| {r['variant']} | skipped: {r['skipped']} | | | | | |")
+            continue
+        lines.append(f"| {r['variant']} | {_fmt(r['mcq_accuracy'])} | {_fmt(r['key_point_coverage'])} | "
+                     f"{_fmt(r['course_rouge_l'])} | {_fmt(r['cjk_rouge_l'])} | {_fmt(r['rouge_l'])} | "
+                     f"{_fmt(r['questions_per_s'])} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def findings(rows: list[dict[str, Any]]) -> list[str]:
+    """Plain statements of what RAG changed, so a regression is said, not hidden in a table."""
+    by = {r["variant"]: r for r in rows if not r.get("skipped")}
+    out = []
+    for without, with_ in (("base", "+RAG"), ("+LoRA", "+LoRA+RAG")):
+        if without in by and with_ in by:
+            for key, label in (("mcq_accuracy", "mcq accuracy"),
+                               ("key_point_coverage", "key-point coverage")):  # fmt: skip
+                a, b = by[without][key], by[with_][key]
+                if a is None or b is None:
+                    continue
+                verb = "improves" if b > a else "does not improve"
+                out.append(f"RAG {verb} {label}: {without} {a:.3f} -> {with_} {b:.3f}")
+    return out
