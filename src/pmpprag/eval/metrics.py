@@ -134,7 +134,9 @@ def keypoint_coverage(
     sentences = [s.strip() for s in _SENTENCE.split(answer) if s and s.strip()]
     if unmatched and embedder is not None and sentences:
         windows = sentences + [f"{a} {b}" for a, b in itertools.pairwise(sentences)]
-        vectors = embedder.encode(unmatched + windows, normalize_embeddings=True)
+        vectors = embedder.encode(
+            unmatched + windows, normalize_embeddings=True, show_progress_bar=False
+        )
         similarity = np.asarray(vectors[: len(unmatched)]) @ np.asarray(vectors[len(unmatched) :]).T
         for point, row in zip(unmatched, similarity, strict=True):
             if float(row.max()) >= embedding_threshold:
