@@ -20,9 +20,8 @@ from pmpprag.config import option, to_dict
 from pmpprag.eval.report import ablation_chart
 from pmpprag.eval.run import (
     EvalRunConfig,
-    answer_fields,
     answer_items,
-    score_items,
+    score_answers,
     summarise,
     write_run,
 )
@@ -77,12 +76,7 @@ def run(cfg: AblateConfig) -> dict[str, Any]:
         assistant = Assistant(run_cfg, retriever if use_rag else None, generators[adapter])
         logger.info("%s: answering %d items", variant, len(items))
         answers, wall = answer_items(assistant, items, cfg.batch_size, rag=use_rag)
-        texts = [a.choice if a.choice else a.text for a in answers]
-        scored = score_items(items, texts, embedder=retriever.embedder)
-        for row, answer in zip(scored, answers, strict=True):
-            row.update(answer_fields(answer))
-            if answer.choice:
-                row["answer"] = answer.text
+        scored = score_answers(items, answers, retriever.embedder)
         metrics = summarise(scored, wall)
         metrics.update(model=cfg.generator.model, backend=cfg.generator.backend, rag=use_rag,
                        mode=cfg.mode, adapter=adapter)  # fmt: skip

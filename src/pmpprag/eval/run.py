@@ -47,6 +47,7 @@ __all__ = [
     "answer_items",
     "headline",
     "run",
+    "score_answers",
     "score_items",
     "summarise",
     "write_run",
@@ -103,6 +104,17 @@ def score_items(
                 row.update(key_point_coverage=kp.coverage, key_points_matched=kp.matched,
                            key_points_missed=kp.missed)  # fmt: skip
         rows.append(row)
+    return rows
+
+
+def score_answers(
+    items: list[TestItem], answers: list[Answer], embedder: Any
+) -> list[dict[str, Any]]:
+    """``score_items`` on the assistant's answers (an mcq by its letter), with their evidence and timings."""
+    rows = score_items(items, [a.choice or a.text for a in answers], embedder=embedder)
+    for row, answer in zip(rows, answers, strict=True):
+        row.update(answer_fields(answer))
+        row["answer"] = answer.text
     return rows
 
 
@@ -182,12 +194,7 @@ def run(cfg: EvalRunConfig) -> dict[str, Any]:
     logger.info("answering %d items from %s", len(items), cfg.testset)
     answers, wall = answer_items(assistant, items, cfg.batch_size)
     embedder = assistant.retriever.embedder if assistant.retriever else None
-    texts = [a.choice if a.choice else a.text for a in answers]
-    rows = score_items(items, texts, embedder=embedder)
-    for row, answer in zip(rows, answers, strict=True):
-        row.update(answer_fields(answer))
-        if answer.choice:
-            row["answer"] = answer.text
+    rows = score_answers(items, answers, embedder)
     metrics = summarise(rows, wall)
     open_rows = [r for r in rows if r["type"] == "open"]
     if cfg.ragas.enabled and open_rows:

@@ -12,6 +12,7 @@ endpoint, run ``vllm serve MODEL`` and use the ``openai`` back-end against it.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import queue
 import threading
@@ -45,24 +46,27 @@ def _params(sampling: SamplingConfig) -> Any:
     )
 
 
+def _model_path(cfg: GeneratorConfig, backend: str) -> str:
+    """Check that vLLM is installed; the model folder or hub id to give it."""
+    # A process that already touched CUDA (pytest, an app) cannot fork vLLM's engine core.
+    os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+    if importlib.util.find_spec("vllm") is None:
+        raise ImportError(
+            f"the {backend} back-end needs vLLM on a GPU machine: pip install 'pmpprag[gpu]'"
+        )
+    if cfg.load_format == "dummy":  # random weights: only the config and tokenizer are read
+        return cfg.model
+    return models.resolve(cfg.model, kind="causal-lm").path_or_id
+
+
 class VLLMGenerator:
     name = "vllm"
 
     def __init__(self, cfg: GeneratorConfig) -> None:
-        # A process that already touched CUDA (pytest, an app) cannot fork vLLM's engine core.
-        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
-        try:
-            from vllm import LLM
-        except ImportError as err:
-            raise ImportError(
-                "the vllm back-end needs vLLM on a GPU machine: pip install 'pmpprag[gpu]'"
-            ) from err
+        path = _model_path(cfg, self.name)
+        from vllm import LLM
+
         self.cfg = cfg
-        path = (
-            cfg.model
-            if cfg.load_format == "dummy"
-            else models.resolve(cfg.model, kind="causal-lm").path_or_id
-        )
         kwargs: dict[str, Any] = {
             "gpu_memory_utilization": cfg.gpu_memory_utilization,
             "load_format": cfg.load_format,
@@ -128,21 +132,11 @@ class VLLMAsyncGenerator:
     concurrent_batches = 8  # the server may have this many batches in flight at once
 
     def __init__(self, cfg: GeneratorConfig) -> None:
-        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
-        try:
-            from vllm.engine.arg_utils import AsyncEngineArgs
-        except ImportError as err:
-            raise ImportError(
-                "the vllm-async back-end needs vLLM on a GPU machine: pip install 'pmpprag[gpu]'"
-            ) from err
+        path = _model_path(cfg, self.name)
         from transformers import AutoTokenizer
+        from vllm.engine.arg_utils import AsyncEngineArgs
 
         self.cfg = cfg
-        path = (
-            cfg.model
-            if cfg.load_format == "dummy"
-            else models.resolve(cfg.model, kind="causal-lm").path_or_id
-        )
         args = AsyncEngineArgs(
             model=path,
             dtype="auto" if cfg.dtype == "float32" else cfg.dtype,
