@@ -112,7 +112,9 @@ def main() -> None:
     print("| back-end | batch | tokens/s | first token p50 s |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['backend']} | {r['batch']} | {r['tokens_per_s']} | {r['ttft_p50_s']} |")
-    print("\n| RAG mode (CPU, 64 new tokens max) | passage tokens | p50 s | p95 s |\n|---|---|---|---|")
+    print(
+        "\n| RAG mode (CPU, 64 new tokens max) | passage tokens | p50 s | p95 s |\n|---|---|---|---|"
+    )
     for r in rag:
         print(f"| {r['mode']} | {r['context_tokens']} | {r['p50_s']} | {r['p95_s']} |")
     print(f"\nwrote {out}")

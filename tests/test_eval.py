@@ -53,7 +53,7 @@ def test_course_text_format_with_sections_code_and_blank_lines(tmp_path: Path) -
             "b.jsonl",
             '{"id": "1", "type": "mcq", "question": "q", "choices": ["x", "y"], "answer": "E"}\n',
             ":1: mcq answer must be a choice letter",
-        ),  # fmt: skip
+        ),
         ("c.txt", "（1. 问题：q\n（2. 问题：r\n答案：s\n", ":1: item zh-001 has 问题 but no 答案"),
         ("d.txt", "随便一行\n", ":1: expected an item"),
         ("e.csv", "q,a\nx,y\n", ":1: the header needs 'question' and 'answer'"),
