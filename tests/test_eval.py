@@ -225,6 +225,27 @@ def test_eval_grade_against_our_own_server(batch_server: str, tmp_path: Path) ->
     assert mcq["quality"]["mcq"]["n"] == 4 and mcq["quality"]["mcq"]["accuracy"] is not None
 
 
+@pytest.mark.slow
+def test_eval_grade_single_mode_with_concurrent_requests(
+    corpus_index: Path, tmp_path: Path
+) -> None:
+    from pmpprag.eval.grade import GradeConfig, run
+
+    server = start_server(["--index", str(corpus_index)], tmp_path)
+    url = next(server)
+    try:
+        metrics = run(GradeConfig(url=url, testset=ROOT / "eval" / "sample_zh.txt", limit=12,
+                                  concurrency=4, out=tmp_path / "single"))  # fmt: skip
+    finally:
+        server.close()
+    rows = [json.loads(line) for line in (tmp_path / "single" / "results.jsonl").open()]
+    assert metrics["mode"] == "ok" and len(rows) == 12
+    assert [r["id"] for r in rows] == [
+        i.id for i in read_testset(ROOT / "eval" / "sample_zh.txt")[:12]
+    ]
+    assert all(r["answer"].strip() and r["wall_s"] > 0 for r in rows)
+
+
 def test_eval_grade_says_when_no_server_answers(tmp_path: Path) -> None:
     from pmpprag.eval.grade import GradeConfig, GradeError, run
 
