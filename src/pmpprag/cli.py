@@ -144,12 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    logging.getLogger("faiss").setLevel(logging.WARNING)
+    # Our own progress at INFO; other libraries only warn (at INFO, sentence-transformers also
+    # draws a progress bar for every encode call). -v shows everything at DEBUG.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         if getattr(args, "stage", None):
             command = COMMANDS[args.stage]

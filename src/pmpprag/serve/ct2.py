@@ -98,7 +98,8 @@ class CT2Generator:
         folder, source = convert(cfg)
         self.tokenizer = AutoTokenizer.from_pretrained(source)
         # One thread per worker and one worker per core measured fastest on 2 cores: batch 1
-        # 32 tok/s (18 with both cores on one batch), batch 32 176 tok/s (122); see the README.
+        # 32 tok/s vs 18 with both cores on one batch, batch 32 176 vs 122 (a quick isolated
+        # check; benchmarks/generate.py gives the README's numbers).
         self.workers = cfg.workers or len(os.sched_getaffinity(0))
         self.model = ctranslate2.Generator(
             str(folder),

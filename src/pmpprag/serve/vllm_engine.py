@@ -129,7 +129,6 @@ class VLLMAsyncGenerator:
     """
 
     name = "vllm-async"
-    concurrent_batches = 8  # the server may have this many batches in flight at once
 
     def __init__(self, cfg: GeneratorConfig) -> None:
         path = _model_path(cfg, self.name)
