@@ -112,6 +112,16 @@ def test_course_metric_on_hand_computed_examples() -> None:
     assert summarise(rows, 1.0)["quality"]["open"]["course_rouge_l"] == pytest.approx(0.5)
 
 
+def test_retrieval_tokenizer_leaves_the_course_metrics_jieba_alone() -> None:
+    import jieba
+
+    from pmpprag.index.lexical import tokenize
+
+    plain = jieba.lcut("计算与全局内存访问比")  # a glossary term, cut by the default dictionary
+    assert "计算与全局内存访问比" in tokenize("计算与全局内存访问比")  # the retriever keeps it whole
+    assert jieba.lcut("计算与全局内存访问比") == plain and len(plain) > 1
+
+
 def test_cjk_variant_keeps_chinese_words() -> None:
     assert cjk_rouge_l("共享内存位于片上", "共享内存位于片上") == pytest.approx(1.0)
     assert 0 < cjk_rouge_l("共享内存位于片上", "共享内存在片上，速度快") < 1

@@ -38,6 +38,8 @@ __all__ = [
 
 @functools.cache
 def _jieba() -> Any:
+    """The global ``jieba`` with its default dictionary, as the course uses it (the retriever's
+    glossary-extended tokenizer is a separate instance, ``index.lexical._jieba``)."""
     import logging
 
     import jieba

@@ -26,9 +26,9 @@ __all__ = ["TestItem", "TestSetError", "read_testset"]
 
 
 class TestSetError(ValueError):
-    __test__ = False  # not a pytest test class
-
     """A test-set file is malformed; the message names the file and line."""
+
+    __test__ = False  # not a pytest test class
 
 
 class TestItem(BaseModel):

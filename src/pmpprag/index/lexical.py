@@ -69,12 +69,18 @@ def tokenize(text: str) -> list[str]:
 
 @functools.cache
 def _jieba() -> Any:
+    """A jieba tokenizer of our own, with the glossary's terms added to its dictionary.
+
+    Not the global ``jieba`` dictionary: the course metric (``eval.metrics``) must cut text with
+    plain ``jieba.lcut`` even in a process that also searches the index.
+    """
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
+    tokenizer = jieba.Tokenizer()
     for term in load_glossary().terms:
-        jieba.add_word(term, freq=2000)
-    return jieba
+        tokenizer.add_word(term, freq=2000)
+    return tokenizer
 
 
 @dataclass(frozen=True)
