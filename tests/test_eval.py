@@ -118,7 +118,9 @@ def test_retrieval_tokenizer_leaves_the_course_metrics_jieba_alone() -> None:
     from pmpprag.index.lexical import tokenize
 
     plain = jieba.lcut("计算与全局内存访问比")  # a glossary term, cut by the default dictionary
-    assert "计算与全局内存访问比" in tokenize("计算与全局内存访问比")  # the retriever keeps it whole
+    assert "计算与全局内存访问比" in tokenize(
+        "计算与全局内存访问比"
+    )  # the retriever keeps it whole
     assert jieba.lcut("计算与全局内存访问比") == plain and len(plain) > 1
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pmpprag.config import option, to_dict
-from pmpprag.eval.report import ablation_chart
+from pmpprag.eval.report import ablation_chart, ablation_table
 from pmpprag.eval.run import (
     EvalRunConfig,
     answer_items,
@@ -99,30 +99,13 @@ def run(cfg: AblateConfig) -> dict[str, Any]:
     with atomic_write(Path(cfg.out) / "ablation.json") as fh:
         json.dump(report, fh, indent=1, ensure_ascii=False, default=str)
     chart = ablation_chart(Path(cfg.out), rows)
-    table = markdown_table(rows)
+    table = ablation_table(rows)
     with atomic_write(Path(cfg.out) / "ablation.md") as fh:
         fh.write(f"# Ablation on {cfg.testset} ({len(items)} items, {cfg.generator.model})\n\n"
                  f"{table}\n\n![ablation]({chart})\n\n" + "\n".join(f"- {f}" for f in found) + "\n")  # fmt: skip
     print(table)
     print("\n".join(found))
     return report
-
-
-def _fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| variant | mcq accuracy | key-point coverage | course metric | CJK ROUGE-L | ROUGE-L | q/s |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in rows:
-        if r.get("skipped"):
-            lines.append(f"| {r['variant']} | skipped: {r['skipped']} | | | | | |")
-            continue
-        lines.append(f"| {r['variant']} | {_fmt(r['mcq_accuracy'])} | {_fmt(r['key_point_coverage'])} | "
-                     f"{_fmt(r['course_rouge_l'])} | {_fmt(r['cjk_rouge_l'])} | {_fmt(r['rouge_l'])} | "
-                     f"{_fmt(r['questions_per_s'])} |")  # fmt: skip
-    return "\n".join(lines)
 
 
 def findings(rows: list[dict[str, Any]]) -> list[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pmpprag.config import option, to_dict
-from pmpprag.eval.overlap import overlap_report
+from pmpprag.eval.overlap import CORPUS, overlap_report
 from pmpprag.eval.run import headline, score_items, summarise, write_run
 from pmpprag.eval.testset import TestItem, read_testset
 from pmpprag.rag.prompts import format_choices
@@ -126,7 +126,7 @@ def run(cfg: GradeConfig) -> dict[str, Any]:
     metrics["speed"]["note"] = (
         "timed over the /predict calls only; tokens are not reported by the grading contract"
     )
-    metrics["overlap"] = overlap_report(items, Path("data/corpus"), [])
+    metrics["overlap"] = overlap_report(items, CORPUS, [])
     metrics.update(testset=str(cfg.testset), url=cfg.url, mode=status, settings=to_dict(cfg))
     write_run(Path(cfg.out), rows, metrics, f"eval grade: {cfg.url} on {cfg.testset}")
     print(headline(metrics))

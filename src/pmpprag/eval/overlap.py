@@ -23,13 +23,15 @@ from pmpprag.config import option
 from pmpprag.eval.testset import TestItem, read_testset
 from pmpprag.schema import atomic_write
 
-__all__ = ["OverlapConfig", "overlap_markdown", "overlap_report", "run"]
+__all__ = ["CORPUS", "OverlapConfig", "overlap_markdown", "overlap_report", "run"]
+
+CORPUS = Path("data/corpus")  # the shipped companion notes, relative to the project root
 
 
 @dataclass
 class OverlapConfig:
     testset: Path = option(Path("eval/sample_en.jsonl"), "test set (.jsonl, .txt, .csv)")
-    corpus: Path = option(Path("data/corpus"), "companion corpus folder (*.md)")
+    corpus: Path = option(CORPUS, "companion corpus folder (*.md)")
     train: list[Path] = field(
         default_factory=list,
         metadata={"help": "QA training files (JSONL with instruction/output or question/answer)"},

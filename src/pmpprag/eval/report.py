@@ -7,7 +7,7 @@ from typing import Any
 
 from pmpprag.eval.overlap import overlap_markdown
 
-__all__ = ["ablation_chart", "render_report"]
+__all__ = ["ablation_chart", "ablation_table", "render_report"]
 
 
 def _pyplot() -> Any:
@@ -60,17 +60,12 @@ def _speed_chart(out: Path, rows_latency: list[float]) -> str | None:
     return "speed.png"
 
 
-def render_report(out: Path, metrics: dict[str, Any], title: str) -> str:
-    """The markdown report; charts are written beside it."""
-    import json
-
+def render_report(
+    out: Path, rows: list[dict[str, Any]], metrics: dict[str, Any], title: str
+) -> str:
+    """The markdown report for scored ``rows``; charts are written beside it in ``out``."""
     q, s = metrics["quality"], metrics["speed"]
-    latencies = []
-    results = out / "results.jsonl"
-    if results.is_file():
-        latencies = [
-            r["wall_s"] for r in map(json.loads, results.open(encoding="utf-8")) if r.get("wall_s")
-        ]
+    latencies = [r["wall_s"] for r in rows if r.get("wall_s")]
     lines = [f"# {title}", ""]
     where = metrics.get("url") or f"{metrics.get('model')} ({metrics.get('backend')})"
     lines += [f"Answered by: {where}; RAG: {metrics.get('rag')}; mode: {metrics.get('mode')}.", ""]
@@ -84,8 +79,11 @@ def render_report(out: Path, metrics: dict[str, Any], title: str) -> str:
             f"| course metric (jieba + rouge-score RougeL F) | {_fmt(o['course_rouge_l'])} | {o['n']} |",
             f"| CJK-aware ROUGE-L F (Chinese words kept) | {_fmt(o['cjk_rouge_l'])} | {o['n']} |",
             f"| ROUGE-L F1 (English tokenizer, stemmed) | {_fmt(o['rouge_l'])} | {o['n']} |",
-            f"| key-point coverage | {_fmt(o['key_point_coverage'])} | {o['with_key_points']} |",
         ]
+        if o["with_key_points"]:
+            lines.append(
+                f"| key-point coverage | {_fmt(o['key_point_coverage'])} | {o['with_key_points']} |"
+            )
     lines += ["", "The course metric drops every CJK character (rouge-score's default tokenizer "
               "keeps only `[a-z0-9]`), so it scores the Latin identifiers and numbers that "
               "answer and reference share; the CJK-aware row keeps the Chinese words.", ""]  # fmt: skip
@@ -138,3 +136,17 @@ def ablation_chart(out: Path, rows: list[dict[str, Any]]) -> str:
     fig.savefig(out / "ablation.png", dpi=110)
     plt.close(fig)
     return "ablation.png"
+
+
+def ablation_table(rows: list[dict[str, Any]]) -> str:
+    """The ablation variants as a markdown table; skipped variants say why."""
+    lines = ["| variant | mcq accuracy | key-point coverage | course metric | CJK ROUGE-L | ROUGE-L | q/s |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        if r.get("skipped"):
+            lines.append(f"| {r['variant']} | skipped: {r['skipped']} | | | | | |")
+            continue
+        lines.append(f"| {r['variant']} | {_fmt(r['mcq_accuracy'])} | {_fmt(r['key_point_coverage'])} | "
+                     f"{_fmt(r['course_rouge_l'])} | {_fmt(r['cjk_rouge_l'])} | {_fmt(r['rouge_l'])} | "
+                     f"{_fmt(r['questions_per_s'])} |")  # fmt: skip
+    return "\n".join(lines)

@@ -32,7 +32,7 @@ from pmpprag.eval.metrics import (
     percentile,
     rouge_l,
 )
-from pmpprag.eval.overlap import overlap_report
+from pmpprag.eval.overlap import CORPUS, overlap_report
 from pmpprag.eval.ragas_eval import RagasConfig, score_open_answers
 from pmpprag.eval.testset import TestItem, read_testset
 from pmpprag.rag.pipeline import Assistant, Question, RagConfig
@@ -183,7 +183,7 @@ def write_run(out: Path, rows: list[dict[str, Any]], metrics: dict[str, Any], ti
     write_jsonl(out / "results.jsonl", rows)
     with atomic_write(out / "metrics.json") as fh:
         json.dump(metrics, fh, indent=1, ensure_ascii=False, default=str)
-    report = render_report(out, metrics, title)
+    report = render_report(out, rows, metrics, title)
     with atomic_write(out / "report.md") as fh:
         fh.write(report)
 
@@ -205,7 +205,7 @@ def run(cfg: EvalRunConfig) -> dict[str, Any]:
         per_row, metrics["ragas"] = score_open_answers(ragas_rows, cfg.ragas)
         for row, scores in zip(open_rows, per_row, strict=True):
             row["ragas"] = scores
-    metrics["overlap"] = overlap_report(items, Path("data/corpus"), cfg.train)
+    metrics["overlap"] = overlap_report(items, CORPUS, cfg.train)
     metrics.update(testset=str(cfg.testset), model=cfg.generator.model,
                    backend=cfg.generator.backend, rag=cfg.rag, mode=cfg.mode,
                    settings=to_dict(cfg))  # fmt: skip
@@ -224,7 +224,8 @@ def headline(metrics: dict[str, Any]) -> str:
         parts.append(f"course ROUGE-L {q['open']['course_rouge_l']}")
         if q["open"]["with_key_points"]:
             parts.append(f"key points {q['open']['key_point_coverage']}")
-    parts.append(
-        f"{s['questions_per_s']} q/s, {s['tokens_per_s']} tok/s, {s['chars_per_s']} chars/s"
-    )
+    parts.append(f"{s['questions_per_s']} q/s")
+    if s["tokens_per_s"]:  # extractive answers generate no tokens
+        parts.append(f"{s['tokens_per_s']} tok/s")
+    parts.append(f"{s['chars_per_s']} chars/s")
     return ", ".join(parts)

@@ -114,6 +114,10 @@ class CT2Generator:
         self.end_token = self.tokenizer.eos_token
         self._lock = threading.Lock()
 
+    def _sub_batch(self, n: int) -> int:
+        """Sequences per sub-batch so that the workers share ``n`` evenly (ceil(n / workers))."""
+        return -(-n // self.workers)
+
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
@@ -152,11 +156,11 @@ class CT2Generator:
                 timer.mark_first()
                 return False  # keep going
 
-            # sub-batches of ceil(n / workers) run on the workers in parallel
+            # the sub-batches run on the workers in parallel
             results = self.model.generate_batch(
                 batch,
                 callback=on_step,
-                max_batch_size=-(-len(batch) // self.workers),
+                max_batch_size=self._sub_batch(len(batch)),
                 **self._options(sampling),
             )
             wall = timer.elapsed
@@ -188,7 +192,7 @@ class CT2Generator:
             batch.append(self._tokens(prompt) + list(cont))
             lengths.append(max(1, len(cont)))
         with self._lock:
-            results = self.model.score_batch(batch, max_batch_size=-(-len(batch) // self.workers))
+            results = self.model.score_batch(batch, max_batch_size=self._sub_batch(len(batch)))
         return [float(sum(r.log_probs[-n:]) / n) for r, n in zip(results, lengths, strict=True)]
 
     def stream(self, prompt: Prompt, sampling: SamplingConfig) -> Iterator[str]:

@@ -46,6 +46,15 @@ def _params(sampling: SamplingConfig) -> Any:
     )
 
 
+def _lora_request(cfg: GeneratorConfig) -> Any:
+    """The configured LoRA adapter as a vLLM request argument (None: the bare model)."""
+    if not cfg.adapter:
+        return None
+    from vllm.lora.request import LoRARequest
+
+    return LoRARequest("adapter", 1, cfg.adapter)
+
+
 def _model_path(cfg: GeneratorConfig, backend: str) -> str:
     """Check that vLLM is installed; the model folder or hub id to give it."""
     # A process that already touched CUDA (pytest, an app) cannot fork vLLM's engine core.
@@ -84,11 +93,7 @@ class VLLMGenerator:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def generate(self, prompts: list[Prompt], sampling: SamplingConfig) -> list[Generation]:
-        lora = None
-        if self.cfg.adapter:
-            from vllm.lora.request import LoRARequest
-
-            lora = LoRARequest("adapter", 1, self.cfg.adapter)
+        lora = _lora_request(self.cfg)
         chats = [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
         with self._lock:
             start = time.perf_counter()
@@ -164,18 +169,11 @@ class VLLMAsyncGenerator:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
-    def _lora(self) -> Any:
-        if not self.cfg.adapter:
-            return None
-        from vllm.lora.request import LoRARequest
-
-        return LoRARequest("adapter", 1, self.cfg.adapter)
-
     async def _deltas(self, prompt: Prompt, sampling: SamplingConfig) -> AsyncIterator[Any]:
         """The request's cumulative outputs as the engine produces them."""
         text = render_prompt(self.tokenizer, prompt)
         async for output in self.engine.generate(
-            text, _params(sampling), uuid.uuid4().hex, lora_request=self._lora()
+            text, _params(sampling), uuid.uuid4().hex, lora_request=_lora_request(self.cfg)
         ):
             yield output
 
