@@ -57,6 +57,32 @@ def corpus_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "index"
 
 
+@pytest.fixture(scope="session")
+def tiny_model_and_adapter(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 2-layer random Llama with SmolLM2's tokenizer, and a random LoRA adapter for it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from pmpprag import models
+
+    root = tmp_path_factory.mktemp("tiny")
+    tokenizer = AutoTokenizer.from_pretrained(models.resolve("smollm2-135m-instruct").path_or_id)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                         max_position_embeddings=2048, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
+    peft_model.save_pretrained(root / "adapter")
+    return root / "model", root / "adapter"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -54,8 +54,10 @@ def _commands() -> dict[str, StageCommand]:
     from pmpprag import index
     from pmpprag.ingest import corpus_pdf
     from pmpprag.ingest import stage as ingest
+    from pmpprag.qagen import stage as qagen
     from pmpprag.rag import ask
     from pmpprag.serve import quick, server
+    from pmpprag.train import stage as train
 
     return {
         "ask": StageCommand(ask.AskConfig, ask.run, "answer questions with citations", "question"),
@@ -64,6 +66,8 @@ def _commands() -> dict[str, StageCommand]:
         ),
         "serve": StageCommand(server.ServeConfig, server.run, "HTTP server: /predict + OpenAI API"),
         "ingest": StageCommand(ingest.IngestConfig, ingest.run, "PDF/Markdown -> chunks.jsonl"),
+        "qagen": StageCommand(qagen.QagenConfig, qagen.run, "chunks + team pairs -> QA dataset"),
+        "train": StageCommand(train.TrainConfig, train.run, "LoRA SFT / DPO -> adapter + merged"),
         "index build": StageCommand(index.IndexConfig, index.build, "chunks -> FAISS + BM25 index"),
         "index add": StageCommand(index.IndexConfig, index.add, "add new chunks to an index"),
         "eval run": StageCommand(

@@ -23,6 +23,7 @@ __all__ = [
     "Chunk",
     "Citation",
     "Hit",
+    "QAPair",
     "RecordError",
     "atomic_folder",
     "atomic_write",
@@ -93,6 +94,26 @@ class Answer(BaseModel):
     ttft_s: float = 0.0
     wall_s: float = 0.0
     meta: dict[str, float | int | str] = Field(default_factory=dict)
+
+
+QAKind = Literal["concept", "numeric", "code", "choice", "judge"]
+
+
+class QAPair(BaseModel):
+    """A self-contained question and its answer, for fine-tuning (qagen -> train)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str  # "qa-ch04-001" (authored) or "gen-<chunk id>-<n>" (generated)
+    chapter: int
+    section: str  # "4.3 Synchronization and transparent scalability" or "4.3"
+    lang: Literal["en", "zh"]
+    kind: QAKind
+    question: str = Field(min_length=1)
+    answer: str = Field(min_length=1)
+    rejected: str | None = None  # a plausible wrong answer, the "rejected" side for DPO
+    origin: str = "authored"  # "authored" (team-written) or "generated:<model>"
+    source: str = ""  # where it came from: "<file>:<line>" or the chunk id
 
 
 class RecordError(ValueError):

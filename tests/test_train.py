@@ -1,0 +1,118 @@
+"""Training: data loading errors, and real LoRA SFT / DPO runs with trl on a tiny random Llama."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pmpprag.train import DataError, TrainConfig, load_rows, run, to_conversations
+
+ROWS = [
+    {"instruction": f"How many warps does a block of {32 * n} threads form?", "input": "",
+     "output": f"A warp has 32 threads, so {32 * n} / 32 = {n} warps."}
+    for n in range(1, 9)
+]  # fmt: skip
+DPO_ROWS = [
+    {"instruction": r["instruction"], "input": "", "chosen": r["output"],
+     "rejected": "It depends on the GPU's clock rate."}
+    for r in ROWS
+]  # fmt: skip
+
+
+def _write(path: Path, rows: list) -> Path:
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    return path
+
+
+def test_load_rows_names_the_file_row_and_field(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist: run `pmpprag qagen`"):
+        load_rows(tmp_path / "none.json", "sft")
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"instruction": "q",\n "output": }]')
+    with pytest.raises(DataError, match=r"bad.json:2: not valid JSON"):
+        load_rows(bad, "sft")
+    rows = [*ROWS[:2], {"instruction": "q", "output": ""}]
+    with pytest.raises(DataError, match=r"row 2 has no output"):
+        load_rows(_write(tmp_path / "x.json", rows), "sft")
+    with pytest.raises(DataError, match=r"row 0 has no chosen, rejected"):
+        load_rows(_write(tmp_path / "y.json", ROWS), "dpo")
+
+
+def test_rows_become_trl_conversations() -> None:
+    sft = to_conversations([{"instruction": "Q?", "input": "ctx", "output": "A."}], "sft")
+    assert sft[0]["prompt"] == [{"role": "user", "content": "Q?\n\nctx"}]
+    assert sft[0]["completion"] == [{"role": "assistant", "content": "A."}]
+    dpo = to_conversations(DPO_ROWS[:1], "dpo")
+    assert dpo[0]["chosen"][0]["content"].startswith("A warp has 32 threads")
+    assert dpo[0]["rejected"][0]["role"] == "assistant"
+
+
+def _cfg(model: Path, data: Path, out: Path, **kw: object) -> TrainConfig:
+    args: dict = dict(model=str(model), data=data, out=out, batch_size=4, learning_rate=1e-2,
+                      lora_r=4, logging_steps=1, save_steps=2, warmup_steps=0, device="cpu")  # fmt: skip
+    return TrainConfig(**{**args, **kw})  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def sft_run(tiny_model_and_adapter: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory):
+    model, _ = tiny_model_and_adapter
+    root = tmp_path_factory.mktemp("sft")
+    data = _write(root / "pmpp_qa_train.json", ROWS)
+    _write(root / "pmpp_qa_val.json", ROWS[:4])
+    return run(_cfg(model, data, root / "out", max_steps=8, eval_steps=4))
+
+
+def test_sft_learns_and_writes_adapter_merged_model_and_loss_curve(
+    sft_run, tiny_model_and_adapter: tuple[Path, Path]
+) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    m = sft_run.metrics
+    assert m["steps"] == 8 and m["val_rows"] == 4  # the *_val.json beside the data is used
+    assert m["last_loss"] < m["first_loss"]  # 8 steps on 8 rows: the answers are being learnt
+    assert "eval_loss" in m["eval"] and m["trainable_parameters"] > 0
+    assert (sft_run.out / "loss.png").stat().st_size > 1000
+    assert (sft_run.adapter / "adapter_model.safetensors").is_file()
+
+    # the merged folder is base + adapter: same logits as the adapter applied at run time
+    base, _ = tiny_model_and_adapter
+    ids = torch.tensor([[1, 20, 300, 4000]])
+    with torch.no_grad():
+        merged = AutoModelForCausalLM.from_pretrained(sft_run.merged).eval()(ids).logits
+        peft = PeftModel.from_pretrained(
+            AutoModelForCausalLM.from_pretrained(base), sft_run.adapter
+        )
+        live = peft.eval()(ids).logits
+        plain = AutoModelForCausalLM.from_pretrained(base).eval()(ids).logits
+    assert torch.allclose(merged, live, atol=1e-4)
+    assert not torch.allclose(merged, plain, atol=1e-3)  # the adapter changed the model
+
+
+def test_dpo_continues_the_sft_adapter_and_saves_one_adapter(
+    sft_run, tiny_model_and_adapter: tuple[Path, Path], tmp_path: Path
+) -> None:
+    model, _ = tiny_model_and_adapter
+    data = _write(tmp_path / "pmpp_qa_dpo.json", DPO_ROWS)
+    result = run(_cfg(model, data, tmp_path / "dpo", method="dpo", adapter=str(sft_run.adapter),
+                      max_steps=2, merge=False, learning_rate=1e-3))  # fmt: skip
+    assert result.metrics["steps"] == 2 and result.merged is None
+    assert (result.adapter / "adapter_model.safetensors").is_file()
+    assert not (result.adapter / "ref").exists()  # TRL's frozen reference copy is not saved
+    history = json.loads((result.out / "log_history.json").read_text())
+    assert any("rewards/margins" in h for h in history)
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(
+    tiny_model_and_adapter: tuple[Path, Path], tmp_path: Path
+) -> None:
+    model, _ = tiny_model_and_adapter
+    data = _write(tmp_path / "rows.json", ROWS)
+    first = run(_cfg(model, data, tmp_path / "out", max_steps=2, merge=False))
+    assert first.metrics["resumed_from"] is None
+    second = run(_cfg(model, data, tmp_path / "out", max_steps=4, merge=False))
+    assert second.metrics["resumed_from"].endswith("checkpoint-2")
+    assert second.metrics["steps"] == 4
