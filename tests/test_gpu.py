@@ -6,6 +6,7 @@ weights (vLLM ``load_format="dummy"``), built by the vLLM kit's smoke.py.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -91,3 +92,52 @@ def test_server_on_vllm_async_answers_50_concurrent_requests(
         server.close()  # stops the server
     assert [r.status_code for r in replies] == [200] * 50
     assert all(isinstance(r.json()["response"], str) for r in replies)
+
+
+QUESTIONS = [
+    "What does __syncthreads() do?",
+    "How many warps does a block of 256 threads form?",
+    "Why does tiling reduce global memory traffic in matrix multiplication?",
+    "What is control divergence?",
+]
+
+
+@pytest.fixture(scope="module")
+def real_model_and_adapter() -> tuple[str, Path]:
+    """SmolLM2-135M's real weights and an adapter trained by `pmpprag train` (shipped over)."""
+    from pmpprag import models
+
+    adapter = Path(os.environ.get("PMPPRAG_TEST_ADAPTER", "out/train/sft/adapter"))
+    if not (adapter / "adapter_config.json").is_file():
+        pytest.skip(f"needs a trained adapter at {adapter} (PMPPRAG_TEST_ADAPTER)")
+    try:
+        model = models.resolve("smollm2-135m-instruct").path_or_id
+    except models.ModelError as err:
+        pytest.skip(f"needs SmolLM2's weights: {err}")
+    return model, adapter
+
+
+def test_vllm_applies_a_trained_lora_adapter_like_transformers(
+    real_model_and_adapter: tuple[str, Path],
+) -> None:
+    model, adapter = real_model_and_adapter
+    prompts = [[{"role": "user", "content": q}] for q in QUESTIONS]
+    sampling = SamplingConfig(max_new_tokens=24)
+
+    def texts(backend: str, with_adapter: bool) -> list[str]:
+        cfg = GeneratorConfig(backend=backend, model=model, dtype="bfloat16", device="cuda",  # type: ignore[arg-type]
+                              adapter=str(adapter) if with_adapter else None,
+                              gpu_memory_utilization=0.3)  # fmt: skip
+        generator = load_generator(cfg)
+        out = [g.text for g in generator.generate(prompts, sampling)]  # type: ignore[arg-type]
+        if hasattr(generator, "close"):
+            generator.close()
+        return out
+
+    tuned = texts("vllm", True)
+    reference = texts("transformers", True)
+    plain = texts("transformers", False)
+    # bf16 kernels differ between the engines, so greedy texts may part after a few words
+    agree = sum(a.split()[:4] == b.split()[:4] for a, b in zip(tuned, reference, strict=True))
+    assert agree >= 3, list(zip(tuned, reference, strict=True))
+    assert tuned != plain  # the adapter changes what vLLM writes
