@@ -21,6 +21,7 @@ class Outer:
     chapters: str = option("2-6", "chapters")
     mode: Literal["a", "b"] = option("a", "mode")
     tags: list[str] = option(["x"], "tags")
+    files: list[Path] = option([], "files")
     rag: bool = option(True, "use RAG")
     inner: Inner = option(default_factory=Inner, help="chunking")
 
@@ -41,8 +42,8 @@ def test_parse_overrides_types_and_flags() -> None:
 def test_layers_defaults_file_flags(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("out: runs/a\ninner:\n  max_tokens: 100\n  overlap: 0\n")
-    cfg = load_config(Outer, f, {"inner.max_tokens": 64, "tags": "p,q"})
-    assert cfg.out == Path("runs/a")
+    cfg = load_config(Outer, f, {"inner.max_tokens": 64, "tags": "p,q", "files": "a.json,b.json"})
+    assert cfg.out == Path("runs/a") and cfg.files == [Path("a.json"), Path("b.json")]
     assert cfg.inner.max_tokens == 64 and cfg.inner.overlap == 0.0
     assert cfg.tags == ["p", "q"] and cfg.mode == "a"
 

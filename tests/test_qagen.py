@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pmpprag.eval.overlap import held_out_match
+from pmpprag.eval.testset import read_testset
 from pmpprag.qagen import (
     ParseError,
     QagenConfig,
@@ -103,6 +105,11 @@ def test_the_shipped_team_pairs_pass_every_check() -> None:
     assert len(pairs) >= 300
     assert len({p.id for p in pairs}) == len(pairs)
     assert [p for p in pairs if check_pair(p)] == []
+    # pairs that repeat a sample or development item are known and dropped by `pmpprag qagen`
+    held_out = [i for name in ("eval/sample_en.jsonl", "eval/sample_zh.txt", "data/dev/mcq_dev.jsonl")
+                for i in read_testset(ROOT / name)]  # fmt: skip
+    repeats = {p.id for p in pairs if held_out_match(p.question, p.answer, held_out)}
+    assert len(repeats) <= 10, repeats
     langs = Counter(p.lang for p in pairs)
     assert abs(langs["en"] - langs["zh"]) <= 0.1 * len(pairs)
     assert all(p.rejected for p in pairs)  # every pair can also train DPO
@@ -133,10 +140,14 @@ def _authored(tmp_path: Path) -> Path:
 
 
 def test_qagen_checks_dedupes_splits_and_exports_llama_factory_files(tmp_path: Path) -> None:
-    result = run(QagenConfig(authored=_authored(tmp_path), out=tmp_path / "out", val_fraction=0.0))
+    held_out = tmp_path / "test.jsonl"  # a test item that pair a-5 repeats nearly word for word
+    held_out.write_text(json.dumps({"id": "t-9", "type": "open", "question": "why does TILING reduce "
+                        "global memory traffic??", "answer": "Reuse."}) + "\n")  # fmt: skip
+    result = run(QagenConfig(authored=_authored(tmp_path), out=tmp_path / "out", val_fraction=0.0,
+                             held_out=[held_out]))  # fmt: skip
     out = tmp_path / "out"
-    assert [p.id for p in result.pairs] == ["a-1", "a-4", "a-5"]
-    assert result.rejected == {"not-self-contained": 1, "duplicate": 1}
+    assert [p.id for p in result.pairs] == ["a-1", "a-4"]
+    assert result.rejected == {"not-self-contained": 1, "held-out-overlap": 1, "duplicate": 1}
     info = json.loads((out / "dataset_info.json").read_text())
     assert info["pmpp_qa"]["file_name"] == "pmpp_qa_train.json"
     assert info["pmpp_qa_dpo"]["ranking"] is True
@@ -147,13 +158,14 @@ def test_qagen_checks_dedupes_splits_and_exports_llama_factory_files(tmp_path: P
         "output": "让同一线程块的线程共享数据。",
     }
     dpo = json.loads((out / "pmpp_qa_dpo.json").read_text())
-    assert len(dpo) == 2 and set(dpo[0]) == {"instruction", "input", "chosen", "rejected"}
+    assert len(dpo) == 1 and set(dpo[0]) == {"instruction", "input", "chosen", "rejected"}
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["by_chapter"] == {"4": {"en": 1, "zh": 1}, "5": {"en": 1}}
+    assert stats["by_chapter"] == {"4": {"en": 1, "zh": 1}}
     assert (out / "stats.png").stat().st_size > 1000
     rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
     assert {r["id"]: r["reason"] for r in rejected} == {
         "a-3": "not-self-contained",
+        "a-5": "held-out-overlap",
         "a-2": "duplicate",
     }
 
@@ -163,7 +175,7 @@ def test_qagen_names_the_bad_line_of_a_pair_file(tmp_path: Path) -> None:
     with (folder / "ch04.jsonl").open("a") as fh:
         fh.write('{"id": "a-9", "chapter": 4}\n')
     with pytest.raises(RecordError, match=r"ch04.jsonl:6: not a valid QAPair"):
-        run(QagenConfig(authored=folder, out=tmp_path / "out"))
+        run(QagenConfig(authored=folder, out=tmp_path / "out", held_out=[]))
     assert not (tmp_path / "out" / "pairs.jsonl").exists()
 
 
@@ -210,7 +222,7 @@ def test_generation_counts_bad_replies_and_resumes_saved_batches(
     teacher = ScriptedTeacher()
     monkeypatch.setattr(stage, "load_generator", lambda cfg: teacher)
     cfg = QagenConfig(authored=None, chunks=_chunks(tmp_path, 3), out=tmp_path / "out",
-                      batch_size=2, val_fraction=0.0)  # fmt: skip
+                      batch_size=2, val_fraction=0.0, held_out=[])  # fmt: skip
     result = run(cfg)
     assert teacher.prompts == 6  # 3 chunks x (en, zh)
     assert result.parse_failures == 2  # chunk 001, both languages
@@ -229,7 +241,7 @@ def test_generation_counts_bad_replies_and_resumes_saved_batches(
 def test_generation_with_a_real_llm(tmp_path: Path, model_cache: Path) -> None:
     """SmolLM2-135M as the teacher: every reply is either a checked pair or a counted failure."""
     cfg = QagenConfig(authored=None, chunks=_chunks(tmp_path, 2), out=tmp_path / "out",
-                      languages=["en"], generator=GeneratorConfig(),
+                      languages=["en"], generator=GeneratorConfig(), held_out=[],
                       sampling=SamplingConfig(max_new_tokens=160))  # fmt: skip
     result = run(cfg)
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())

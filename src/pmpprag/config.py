@@ -162,7 +162,7 @@ def _coerce(hint: Any, value: Any, name: str, source: str) -> Any:
             )
         return value
     if origin in (list, tuple):
-        if isinstance(value, str) and args and args[0] is str:
+        if isinstance(value, str) and args and args[0] in (str, Path):  # "--train a.json,b.json"
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"option {name} (from {source}) must be a list, got {value!r}")

@@ -23,7 +23,14 @@ from pmpprag.config import option
 from pmpprag.eval.testset import TestItem, read_testset
 from pmpprag.schema import atomic_write
 
-__all__ = ["CORPUS", "OverlapConfig", "overlap_markdown", "overlap_report", "run"]
+__all__ = [
+    "CORPUS",
+    "OverlapConfig",
+    "held_out_match",
+    "overlap_markdown",
+    "overlap_report",
+    "run",
+]
 
 CORPUS = Path("data/corpus")  # the shipped companion notes, relative to the project root
 
@@ -69,6 +76,28 @@ def _training_texts(path: Path) -> Iterable[str]:
             value = record.get(key)
             if isinstance(value, str) and value:
                 yield value
+
+
+def held_out_match(
+    question: str, answer: str, items: list[TestItem], n: int = 20, threshold: float = 0.5
+) -> str | None:
+    """The id of a held-out item that a QA pair repeats, or None.
+
+    A pair repeats an item when the pair's question and answer hold ``threshold`` of the item's
+    question n-grams, or when the pair's question is ``threshold`` made of the item's.
+    """
+    pair = _grams(question, n) | _grams(answer, n)
+    own = _grams(question, n)
+    for item in items:
+        theirs = _grams(item.question, n)
+        if not theirs or not own:
+            continue
+        if (
+            len(theirs & pair) / len(theirs) >= threshold
+            or len(own & theirs) / len(own) >= threshold
+        ):
+            return item.id
+    return None
 
 
 def overlap_report(

@@ -5,7 +5,8 @@
         --generator.backend openai --generator.model Qwen2.5-7B-Instruct   # plus generated pairs
 
 Every pair passes the same checks (``filters.py``: self-contained, language, format, length,
-grounded in its chunk, no near-duplicates); rejections are counted by reason. Generation runs in
+grounded in its chunk, no near-duplicates) and may not repeat a held-out test item (``--held_out``:
+the sample and development sets); rejections are counted by reason. Generation runs in
 batches, each saved atomically under ``raw/`` as it completes, so an interrupted run resumes
 where it stopped. Writes into ``--out``: ``pairs.jsonl`` (kept, :class:`QAPair`),
 ``rejected.jsonl`` (with the reason), LLaMA-Factory files ``<name>_train.json``,
@@ -64,6 +65,11 @@ class QagenConfig:
     dedupe_threshold: float = option(0.92, "English: MiniLM cosine at which a question repeats")
     dedupe_jaccard: float = option(0.7, "Chinese: character-bigram Jaccard at which it repeats")
     embedder: str = option("minilm-l6", "embedding model for near-duplicate questions")
+    held_out: list[Path] = option(
+        [Path("eval/sample_en.jsonl"), Path("eval/sample_zh.txt"), Path("data/dev/mcq_dev.jsonl")],
+        "test sets no pair may repeat (20-character n-gram overlap, as in `eval overlap`)",
+    )
+    held_out_threshold: float = option(0.5, "share of n-grams at which a pair repeats a test item")
     val_fraction: float = option(0.1, "share of pairs held out for validation (by id hash)")
 
     def __post_init__(self) -> None:
@@ -179,10 +185,18 @@ def _generate(cfg: QagenConfig, chunks: list[Chunk]) -> tuple[list[QAPair], int]
 def _filter(
     cfg: QagenConfig, pairs: list[QAPair], chunk_text: dict[str, str]
 ) -> tuple[list[QAPair], list[dict[str, Any]]]:
+    from pmpprag.eval.overlap import held_out_match
+    from pmpprag.eval.testset import read_testset
+
+    held_out = [item for path in cfg.held_out for item in read_testset(path)]
     kept: list[QAPair] = []
     rejected: list[dict[str, Any]] = []
     for pair in pairs:
         reason = check_pair(pair)
+        repeated = held_out_match(pair.question, pair.answer, held_out, 20, cfg.held_out_threshold)
+        if reason is None and repeated:
+            reason = "held-out-overlap"
+            logger.info("%s repeats held-out item %s: dropped", pair.id, repeated)
         source = chunk_text.get(pair.source)
         english = pair.lang == "en" and source is not None
         if reason is None and english and grounding(pair.answer, source or "") < cfg.min_grounding:
