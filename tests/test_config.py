@@ -24,6 +24,7 @@ class Outer:
     files: list[Path] = option([], "files")
     rag: bool = option(True, "use RAG")
     inner: Inner = option(default_factory=Inner, help="chunking")
+    tight: Inner = option(default_factory=lambda: Inner(max_tokens=64), help="a tighter group")
 
 
 def test_parse_overrides_types_and_flags() -> None:
@@ -72,5 +73,7 @@ def test_missing_and_invalid_file(tmp_path: Path) -> None:
 
 
 def test_describe_flattens_nested() -> None:
-    flags = [row[0] for row in describe(Outer)]
-    assert "--inner.max_tokens" in flags and "--rag" in flags
+    rows = {flag: default for flag, default, _ in describe(Outer)}
+    assert "--inner.max_tokens" in rows and "--rag" in rows
+    # a group's own default factory decides what --help shows
+    assert rows["--inner.max_tokens"] == "256" and rows["--tight.max_tokens"] == "64"

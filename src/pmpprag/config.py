@@ -202,16 +202,28 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return {k: plain(v) for k, v in dataclasses.asdict(cfg).items()}
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
-    """``(--flag, default, help)`` rows for every field of a config dataclass, nested ones flattened."""
+def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[str, str, str]]:
+    """``(--flag, default, help)`` rows for every field of a config dataclass, nested ones flattened.
+
+    ``defaults`` is the instance a nested group starts from (its field's ``default_factory``), so
+    ``--sampling.max_new_tokens`` shows the stage's own default, not the group class's.
+    """
     rows: list[tuple[str, str, str]] = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-            rows.extend(describe(hint, prefix=f"{prefix}{f.name}."))
+            if defaults is not None:
+                nested = getattr(defaults, f.name)
+            elif f.default_factory is not dataclasses.MISSING:
+                nested = f.default_factory()
+            else:
+                nested = None
+            rows.extend(describe(hint, prefix=f"{prefix}{f.name}.", defaults=nested))
             continue
-        if f.default is not dataclasses.MISSING:
+        if defaults is not None:
+            default = repr(getattr(defaults, f.name))
+        elif f.default is not dataclasses.MISSING:
             default = repr(f.default)
         elif f.default_factory is not dataclasses.MISSING:
             default = repr(f.default_factory())
