@@ -193,14 +193,14 @@ def _filter(
     rejected: list[dict[str, Any]] = []
     for pair in pairs:
         reason = check_pair(pair)
-        repeated = held_out_match(pair.question, pair.answer, held_out, 20, cfg.held_out_threshold)
-        if reason is None and repeated:
+        if reason is None and (
+            item := held_out_match(pair.question, pair.answer, held_out, 20, cfg.held_out_threshold)
+        ):
             reason = "held-out-overlap"
-            logger.info("%s repeats held-out item %s: dropped", pair.id, repeated)
-        source = chunk_text.get(pair.source)
-        english = pair.lang == "en" and source is not None
-        if reason is None and english and grounding(pair.answer, source or "") < cfg.min_grounding:
-            reason = "ungrounded"
+            logger.info("%s repeats held-out item %s: dropped", pair.id, item)
+        source = chunk_text.get(pair.source)  # generated pairs only
+        if reason is None and source is not None and pair.lang == "en":
+            reason = "ungrounded" if grounding(pair.answer, source) < cfg.min_grounding else None
         if reason:
             rejected.append({"reason": reason, **pair.model_dump()})
         else:
@@ -314,12 +314,10 @@ def run(cfg: QagenConfig) -> QagenResult:
     train = [p for p in kept if not _is_val(p.id, cfg.val_fraction)]
     val = [p for p in kept if _is_val(p.id, cfg.val_fraction)]
     dpo = [
-        {**alpaca_record(p), "chosen": p.answer, "rejected": p.rejected}
+        {"instruction": p.question, "input": "", "chosen": p.answer, "rejected": p.rejected}
         for p in train
         if p.rejected
     ]
-    for row in dpo:
-        del row["output"]
     write_jsonl(out / "pairs.jsonl", kept)
     write_jsonl(out / "rejected.jsonl", rejected)
     files = {
