@@ -26,7 +26,9 @@ from pmpprag.schema import atomic_write
 __all__ = [
     "CORPUS",
     "OverlapConfig",
+    "char_ngrams",
     "held_out_match",
+    "normalise",
     "overlap_markdown",
     "overlap_report",
     "run",
@@ -48,19 +50,21 @@ class OverlapConfig:
     out: Path = option(Path("out/eval/overlap"), "where overlap.json goes")
 
 
-def _normalise(text: str) -> str:
+def normalise(text: str) -> str:
+    """Lower case, without spaces or punctuation: the same for Chinese and English."""
     return "".join(
         c for c in text.lower() if not c.isspace() and unicodedata.category(c)[0] not in "PZ"
     )
 
 
-def _grams(text: str, n: int) -> set[str]:
-    norm = _normalise(text)
+def char_ngrams(text: str, n: int) -> set[str]:
+    """The character n-grams of the normalised text."""
+    norm = normalise(text)
     return {norm[i : i + n] for i in range(max(0, len(norm) - n + 1))}
 
 
 def _share(text: str, index: set[str], n: int) -> float:
-    grams = _grams(text, n)
+    grams = char_ngrams(text, n)
     return len(grams & index) / len(grams) if grams else 0.0
 
 
@@ -86,10 +90,10 @@ def held_out_match(
     A pair repeats an item when the pair's question and answer hold ``threshold`` of the item's
     question n-grams, or when the pair's question is ``threshold`` made of the item's.
     """
-    pair = _grams(question, n) | _grams(answer, n)
-    own = _grams(question, n)
+    pair = char_ngrams(question, n) | char_ngrams(answer, n)
+    own = char_ngrams(question, n)
     for item in items:
-        theirs = _grams(item.question, n)
+        theirs = char_ngrams(item.question, n)
         if not theirs or not own:
             continue
         if (
@@ -109,12 +113,12 @@ def overlap_report(
     if corpus is not None and Path(corpus).is_dir():
         grams: set[str] = set()
         for md in sorted(Path(corpus).glob("*.md")):
-            grams |= _grams(
+            grams |= char_ngrams(
                 re.sub(r"```.*?```", " ", md.read_text(encoding="utf-8"), flags=re.S), n
             )
         sources["corpus"] = grams
     for path in train:
-        sources[f"train:{path}"] = set().union(*(_grams(t, n) for t in _training_texts(path)))
+        sources[f"train:{path}"] = set().union(*(char_ngrams(t, n) for t in _training_texts(path)))
     report: dict[str, Any] = {"n": n, "threshold": threshold, "items": len(items), "sources": {}}
     flagged = []
     for name, index in sources.items():

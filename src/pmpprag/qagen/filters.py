@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from pmpprag.eval.overlap import char_ngrams, normalise
 from pmpprag.index.lexical import has_cjk
 from pmpprag.schema import QAPair
 
@@ -110,13 +111,9 @@ def grounding(answer: str, source: str) -> float:
     return len(words & _content_words(source)) / len(words)
 
 
-def _normalise(text: str) -> str:
-    return re.sub(r"[\W_]+", "", text.lower())
-
-
 def bigram_jaccard(texts: list[str]) -> np.ndarray:
     """Pairwise Jaccard similarity of character bigrams (for Chinese, which MiniLM cannot read)."""
-    grams = [{t[i : i + 2] for i in range(len(t) - 1)} for t in map(_normalise, texts)]
+    grams = [char_ngrams(text, 2) for text in texts]
     sim = np.zeros((len(texts), len(texts)))
     for i, a in enumerate(grams):
         for j in range(i + 1, len(grams)):
@@ -134,7 +131,7 @@ def near_duplicates(questions: list[str], similarity: np.ndarray, threshold: flo
     dropped: list[int] = []
     kept: list[int] = []
     for i, question in enumerate(questions):
-        key = _normalise(question)
+        key = normalise(question)
         if key in seen or (kept and float(np.max(similarity[i, kept])) >= threshold):
             dropped.append(i)
             continue
