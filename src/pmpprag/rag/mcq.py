@@ -5,6 +5,9 @@
 - ``evidence``: no model reasoning; each option is scored by how strongly the retrieved passages
   support question + option (best sentence similarity + share of its distinctive terms found).
 - ``combined``: z-scored ``loglik`` and ``evidence`` added with weight ``loglik_weight``.
+- ``calculate``: the worked-formula calculator (:mod:`pmpprag.rag.calc`) answers the numeric
+  questions it can read (exactly one option must agree with its result); ``evidence`` answers
+  the rest. The result records which of the two chose.
 
 Measured (README, "Multiple-choice methods"): SmolLM2-135M is at chance with ``generate`` and
 barely above it with ``loglik``; ``evidence`` measures best and is the embedded default.
@@ -16,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pmpprag.rag.calc import pick_option, solve
 from pmpprag.rag.extractive import select_sentences, support_scores
 from pmpprag.rag.prompts import LETTERS, MCQ_INSTRUCTIONS, format_choices, parse_letter
 from pmpprag.schema import Hit
@@ -23,8 +27,8 @@ from pmpprag.serve.generation import Generation, Messages, SamplingConfig
 
 __all__ = ["METHODS", "McqMethod", "McqResult", "answer_mcq"]
 
-McqMethod = Literal["generate", "loglik", "evidence", "combined"]
-METHODS: tuple[McqMethod, ...] = ("generate", "loglik", "evidence", "combined")
+McqMethod = Literal["generate", "loglik", "evidence", "combined", "calculate"]
+METHODS: tuple[McqMethod, ...] = ("generate", "loglik", "evidence", "combined", "calculate")
 
 
 class McqResult:
@@ -73,6 +77,17 @@ def answer_mcq(
             f"multiple-choice questions need 2-{len(LETTERS)} choices, got {len(choices)}"
         )
     generation = None
+    if method == "calculate":
+        picked = pick_option(solve(question), choices)
+        if picked is not None:
+            index, result = picked
+            scores = [1.0 if i == index else 0.0 for i in range(len(choices))]
+            return McqResult(LETTERS[index], scores, "calculate", f"Worked: {result.work}.")
+        # Nothing the calculator can read: the passages decide (the model, without passages).
+        other: McqMethod = "evidence" if hits else "loglik"
+        fallback = answer_mcq(other, question, choices, hits, context, system, embedder, generator)
+        fallback.method = f"calculate->{other}"
+        return fallback
     if method == "generate":
         if generator is None:
             raise ValueError("the generate method needs a generator")

@@ -74,7 +74,7 @@ class RagConfig:
     min_confidence: float = option(
         0.3, "below this best-passage cosine the answer is 'not covered'"
     )
-    mcq_method: Literal["auto", "generate", "loglik", "evidence", "combined"] = option(
+    mcq_method: Literal["auto", "generate", "loglik", "evidence", "combined", "calculate"] = option(
         "auto", "multiple-choice method; auto = the measured best for the model"
     )
     rag: bool = option(True, "retrieve passages (false: the bare model answers)")
@@ -265,7 +265,7 @@ class Assistant:
         method = self.mcq_method
         if not hits and method in ("evidence", "combined"):
             method = "loglik"  # no passages to weigh: the model's own likelihood decides
-        needs_model = method != "evidence"
+        needs_model = method not in ("evidence", "calculate") or not hits
         result = answer_mcq(method, item.text, item.choices or [], context.hits if context else hits,
                             context.text if context else "", self._system(language),
                             self.retriever.embedder if self.retriever else None,
