@@ -80,7 +80,8 @@ def pick_option(results: list[Result], choices: list[str]) -> tuple[int, Result]
         hits = [
             i
             for i, nums in enumerate(parsed)
-            if len(nums) >= n and all(_close(a, b) for a, b in zip(nums[:n], result.values))
+            if len(nums) >= n
+            and all(_close(a, b) for a, b in zip(nums[:n], result.values, strict=True))
         ]
         if len(hits) == 1:
             return hits[0], result
@@ -100,9 +101,10 @@ def amdahl(q: str) -> list[Result]:
     m = re.search(_PCT + r"(.{0,80})", q)
     if not m:
         return []
-    p, after = float(m.group(1)) / 100, m.group(2)
-    if re.search(r"sequential|serial|串行|unchanged", after) and not re.search(
-        r"parallel|accelerat|并行|加速", after
+    p = float(m.group(1)) / 100
+    clause = re.split(r"[,;，；]|\band\b|\. ", m.group(2))[0]  # what the percentage is of
+    if re.search(r"sequential|serial|串行|unchanged|不变", clause) and not re.search(
+        r"parallel|accelerat|sped|speed|faster|并行|加速", clause
     ):
         p = 1 - p  # "10% stays sequential"
     if not 0 < p < 1:
@@ -110,7 +112,9 @@ def amdahl(q: str) -> list[Result]:
     limit = Result((1 / (1 - p),), f"1 / (1 - {p:g}) = {1 / (1 - p):.3g}")
     factors = [_f(x) for x in re.findall(_FACTOR, q)]
     factors = [s for s in factors if s > 1]
-    if re.search(r"infinit|unlimited|arbitrar|upper bound|maximum|largest|at most|上限|无限", _asks(q)):
+    if re.search(
+        r"infinit|unlimited|arbitrar|upper bound|maximum|largest|at most|上限|无限", _asks(q)
+    ):
         return [limit]
     if not factors:
         return [limit] if re.search(r"limit|bound|max", q) else []
@@ -150,7 +154,9 @@ def blocks_1d(q: str) -> list[Result]:
     asks = _asks(q)
     out = []
     if re.search(r"idle|fail|no (?:useful )?work|do nothing|inactive|wasted|空闲|不满足", asks):
-        out.append(Result((launched - n,), f"ceil({n:g} / {b:g}) x {b:g} - {n:g} = {launched - n:g}"))
+        out.append(
+            Result((launched - n,), f"ceil({n:g} / {b:g}) x {b:g} - {n:g} = {launched - n:g}")
+        )
     if re.search(r"last block", asks) and re.search(r"work|active|useful|valid", asks):
         last = n - (blocks - 1) * b
         out.append(Result((last,), f"{n:g} - ({blocks} - 1) x {b:g} = {last:g}"))
@@ -158,7 +164,9 @@ def blocks_1d(q: str) -> list[Result]:
         out.append(Result((1 if n % 32 else 0,), "only the warp that straddles n diverges"))
     if re.search(r"how many warps", asks):
         out.append(Result((launched / 32,), f"{blocks} x {b:g} / 32 = {launched / 32:g}"))
-    if re.search(r"how many blocks|number of blocks|grid size|多少个\s*block|blocks are launched", asks):
+    if re.search(
+        r"how many blocks|number of blocks|grid size|多少个\s*block|blocks are launched", asks
+    ):
         out.append(Result((blocks,), f"ceil({n:g} / {b:g}) = {blocks}"))
     if re.search(r"(how many|total)\s*threads", asks) and not out:
         out.append(Result((launched,), f"ceil({n:g} / {b:g}) x {b:g} = {launched}"))
@@ -179,8 +187,11 @@ def _block_2d(q: str) -> tuple[float, float] | None:
 
 def grid_2d(q: str) -> list[Result]:
     """One thread per pixel of a W x H image with bx x by blocks: the grid and the idle threads."""
-    wh = re.search(r"(\d+)\s*pixels?\s*wide\s*and\s*(\d+)\s*(?:pixels?\s*)?(?:tall|high)", q) or re.search(
-        r"width\s*(?:of\s*|=\s*)?(\d+)\D{1,20}height\s*(?:of\s*|=\s*)?(\d+)|宽\s*(\d+)\D{0,6}高\s*(\d+)", q
+    wh = re.search(
+        r"(\d+)\s*pixels?\s*wide\s*and\s*(\d+)\s*(?:pixels?\s*)?(?:tall|high)", q
+    ) or re.search(
+        r"width\s*(?:of\s*|=\s*)?(\d+)\D{1,20}height\s*(?:of\s*|=\s*)?(\d+)|宽\s*(\d+)\D{0,6}高\s*(\d+)",
+        q,
     )
     block = _block_2d(q)
     if not wh or not block:
@@ -192,7 +203,13 @@ def grid_2d(q: str) -> list[Result]:
     asks = _asks(q)
     out = [Result((gx, gy), f"({w:g} / {bx:g}, {h:g} / {by:g}) rounded up = ({gx}, {gy})")]
     if re.search(r"idle|no (?:useful )?work|fail|inactive|空闲", asks):
-        out.insert(0, Result((threads - w * h,), f"{gx} x {gy} x {bx * by:g} - {w:g} x {h:g} = {threads - w * h:g}"))
+        out.insert(
+            0,
+            Result(
+                (threads - w * h,),
+                f"{gx} x {gy} x {bx * by:g} - {w:g} x {h:g} = {threads - w * h:g}",
+            ),
+        )
     elif re.search(r"how many blocks|多少个\s*block", asks):
         out.insert(0, Result((gx * gy,), f"{gx} x {gy} = {gx * gy}"))
     elif re.search(r"how many threads|total threads", asks):
@@ -238,11 +255,17 @@ def occupancy(q: str) -> list[Result]:
     if not re.search(r"occupancy|resident|占用率|驻留|fit", q):
         return []
     b = _find(_BLOCK, q)
-    slots = _find(r"(\d[\d,]*)\s*thread\s*slots|(\d[\d,]*)\s*个?线程槽|(?:at most|maximum of|supports(?: at most)?|up to)\s*(\d[\d,]*)\s*threads|(\d[\d,]{3,})\s*threads", q)
+    slots = _find(
+        r"(\d[\d,]*)\s*thread\s*slots|(\d[\d,]*)\s*个?线程槽|(?:at most|maximum of|supports(?: at most)?|up to)\s*(\d[\d,]*)\s*threads|(\d[\d,]{3,})\s*threads",
+        q,
+    )
     if not b or not slots:
         return []
     limits = {"threads": slots // b}
-    block_slots = _find(r"(\d+)\s*block\s*slots|(\d+)\s*个?\s*block\s*槽|(?:at most|up to)\s*(?:\d[\d,]*\s*threads\s*and\s*)?(\d+)\s*blocks", q)
+    block_slots = _find(
+        r"(\d+)\s*block\s*slots|(\d+)\s*个?\s*block\s*槽|(?:at most|up to)\s*(?:\d[\d,]*\s*threads\s*and\s*)?(\d+)\s*blocks",
+        q,
+    )
     if block_slots:
         limits["block slots"] = block_slots
     regs = _find(r"(\d{1,3}(?:,\d{3})+|\d{4,})\s*(?:32-bit\s*)?(?:registers|个寄存器)", q)
@@ -259,7 +282,9 @@ def occupancy(q: str) -> list[Result]:
     why = ", ".join(f"{k} {v:g}" for k, v in limits.items())
     pct = 100 * threads / slots
     asks = _asks(q)
-    occ = Result((pct,), f"min({why}) = {blocks:g} blocks; {threads:g} / {slots:g} threads = {pct:.3g}%")
+    occ = Result(
+        (pct,), f"min({why}) = {blocks:g} blocks; {threads:g} / {slots:g} threads = {pct:.3g}%"
+    )
     by_blocks = Result((blocks,), f"min({why}) = {blocks:g} blocks")
     if re.search(r"how many blocks|多少个\s*block", asks):
         return [by_blocks, occ]
@@ -272,7 +297,10 @@ def occupancy(q: str) -> list[Result]:
 
 def simd_efficiency(q: str) -> list[Result]:
     """A warp runs a loop as long as its longest thread: useful / (32 x max) lane-iterations."""
-    pairs = [(_f(c), _f(k)) for c, k in re.findall(r"(\d+)\s*(?:other\s*)?threads?[^.;?]*?\b(\d+)\s*times", q)]
+    pairs = [
+        (_f(c), _f(k))
+        for c, k in re.findall(r"(\d+)\s*(?:other\s*)?threads?[^.;?]*?\b(\d+)\s*times", q)
+    ]
     if len(pairs) < 2 or sum(c for c, _ in pairs) != 32:
         return []
     useful = sum(c * k for c, k in pairs)
@@ -306,7 +334,8 @@ def roofline(q: str) -> list[Result]:
     asks = _asks(q)
     bw_m, peak_m = re.search(_BW, q, re.IGNORECASE), re.search(_PEAK, q, re.IGNORECASE)
     if not bw_m or (
-        re.search(r"intensity|强度", asks) and not re.search(r"attain|throughput|bound|perf|上界", asks)
+        re.search(r"intensity|强度", asks)
+        and not re.search(r"attain|throughput|bound|perf|上界", asks)
     ):
         wanted = re.search(r"intensity|强度|flop/b", asks)
         return [Result((ai,), why)] if wanted and given is None else []
@@ -337,12 +366,20 @@ def linear_index(q: str) -> list[Result]:
     if not width:
         return []
     if re.search(r"column-major", _asks(q)) and height:
-        return [Result((col * height + row,), f"{col:g} x {height:g} + {row:g} = {col * height + row:g}")]
+        return [
+            Result(
+                (col * height + row,), f"{col:g} x {height:g} + {row:g} = {col * height + row:g}"
+            )
+        ]
     if plane is not None:
         if not height:
             return []
         value = (plane * height + row) * width + col
-        return [Result((value,), f"({plane:g} x {height:g} + {row:g}) x {width:g} + {col:g} = {value:g}")]
+        return [
+            Result(
+                (value,), f"({plane:g} x {height:g} + {row:g}) x {width:g} + {col:g} = {value:g}"
+            )
+        ]
     return [Result((row * width + col,), f"{row:g} x {width:g} + {col:g} = {row * width + col:g}")]
 
 
@@ -389,10 +426,10 @@ def scan_work(q: str) -> list[Result]:
 def bandwidth(q: str) -> list[Result]:
     """Peak DRAM bandwidth = bus width (bits) x per-pin data rate / 8."""
     bits = _find(r"(\d+)-bit\s*(?:memory\s*)?(?:interface|bus)", q)
-    rate = re.search(r"(\d+(?:\.\d+)?)\s*(Gb/s|Gbps|GT/s|MT/s)", q)
+    rate = re.search(r"(\d+(?:\.\d+)?)\s*(gb/s|gbps|gt/s|mt/s)", q)
     if not bits or not rate:
         return []
-    per_pin = float(rate.group(1)) / (1000 if rate.group(2) == "MT/s" else 1)
+    per_pin = float(rate.group(1)) / (1000 if rate.group(2) == "mt/s" else 1)
     value = bits * per_pin / 8
     return [Result((value,), f"{bits:g} x {per_pin:g} / 8 = {value:g} GB/s")]
 
@@ -403,7 +440,10 @@ def conv_layer(q: str) -> list[Result]:
     c = _find(r"\bc\s*=\s*(\d+)", q)
     m = _find(r"\bm\s*=\s*(\d+)", q)
     k = _find(r"(\d+)\s*[x×]\s*\d+\s*(?:filters|kernels|卷积核|滤波器)|\bk\s*=\s*(\d+)", q)
-    size = re.search(r"(\d+)\s*[x×]\s*(\d+)(?=[^.]*?(?:input|map|image|输入))|(?:maps?|images?)\s*of\s*(\d+)\s*[x×]\s*(\d+)", q)
+    size = re.search(
+        r"(\d+)\s*[x×]\s*(\d+)(?=[^.]*?(?:input|map|image|输入))|(?:maps?|images?)\s*of\s*(\d+)\s*[x×]\s*(\d+)",
+        q,
+    )
     if not c or not m or not k or not re.search(r"conv|卷积", q):
         return []
     asks = _asks(q)
@@ -411,16 +451,25 @@ def conv_layer(q: str) -> list[Result]:
     out = []
     if re.search(r"weights|parameters|参数|权重", asks):
         if re.search(r"bias", asks) and not re.search(r"exclud|without|不含", asks):
-            out.append(Result((weights + m,), f"{m:g} x {c:g} x {k:g} x {k:g} + {m:g} biases = {weights + m:g}"))
+            out.append(
+                Result(
+                    (weights + m,),
+                    f"{m:g} x {c:g} x {k:g} x {k:g} + {m:g} biases = {weights + m:g}",
+                )
+            )
         out.append(Result((weights,), f"{m:g} x {c:g} x {k:g} x {k:g} = {weights:g}"))
     if size:
         h, w = (float(x) for x in size.groups() if x is not None)
         ho, wo = h - k + 1, w - k + 1
         if re.search(r"mac|multiply|乘加", asks):
             macs = m * ho * wo * c * k * k
-            out.append(Result((macs,), f"{m:g} x {ho:g} x {wo:g} x {c:g} x {k:g} x {k:g} = {macs:g}"))
+            out.append(
+                Result((macs,), f"{m:g} x {ho:g} x {wo:g} x {c:g} x {k:g} x {k:g} = {macs:g}")
+            )
         if re.search(r"output (?:size|map)|输出.*尺寸", asks):
-            out.append(Result((ho, wo), f"({h:g} - {k:g} + 1) x ({w:g} - {k:g} + 1) = {ho:g} x {wo:g}"))
+            out.append(
+                Result((ho, wo), f"({h:g} - {k:g} + 1) x ({w:g} - {k:g} + 1) = {ho:g} x {wo:g}")
+            )
     return out
 
 
@@ -437,7 +486,9 @@ def ell_index(q: str) -> list[Result]:
 def block_waves(q: str) -> list[Result]:
     """Blocks run in waves of (SMs x blocks per SM): ceil(grid / (SMs x blocks per SM))."""
     sms = _find(r"(\d+)\s*sms|(\d+)\s*个\s*sm", q)
-    per_sm = _find(r"(\d+)\s*blocks?\s*(?:per sm|at a time|at once)|each sm (?:can )?holds?\s*(\d+)", q)
+    per_sm = _find(
+        r"(\d+)\s*blocks?\s*(?:per sm|at a time|at once)|each sm (?:can )?holds?\s*(\d+)", q
+    )
     grid = _find(r"grid of\s*" + _NUM + r"\s*blocks|" + _NUM + r"\s*blocks? in (?:the|a) grid", q)
     if not sms or not per_sm or not grid or not re.search(r"wave|rounds?|轮", q):
         return []
@@ -453,7 +504,12 @@ def child_launches(q: str) -> list[Result]:
     blocks, threads = float(parent.group(1)), float(parent.group(2))
     if re.search(r"if\s*\(\s*threadidx\.x\s*==\s*0\s*\)", q):
         return [Result((blocks,), f"one thread per block launches: {blocks:g}")]
-    return [Result((blocks * threads,), f"every thread launches: {blocks:g} x {threads:g} = {blocks * threads:g}")]
+    return [
+        Result(
+            (blocks * threads,),
+            f"every thread launches: {blocks:g} x {threads:g} = {blocks * threads:g}",
+        )
+    ]
 
 
 def halo_bytes(q: str) -> list[Result]:
@@ -507,7 +563,9 @@ def solve(question: str) -> list[Result]:
     """Every result the solvers read from ``question``, most specific solver first."""
     q = re.sub(r"\s+", " ", question).lower()
     # Powers written out: "N = 2^20" -> "N = 1048576" (small exponents only).
-    q = re.sub(r"\b(\d{1,2})\s*\^\s*(\d{1,2})\b", lambda m: str(int(m.group(1)) ** int(m.group(2))), q)
+    q = re.sub(
+        r"\b(\d{1,2})\s*\^\s*(\d{1,2})\b", lambda m: str(int(m.group(1)) ** int(m.group(2))), q
+    )
     out: list[Result] = []
     for solver in SOLVERS:
         try:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pmpprag.config import load_config, option
 from pmpprag.index import Retriever, RetrieverConfig
 from pmpprag.index.lexical import has_cjk
+from pmpprag.rag.calc import solve
 from pmpprag.rag.extractive import select_sentences
 from pmpprag.rag.mcq import McqMethod, answer_mcq
 from pmpprag.rag.prompts import (
@@ -30,6 +31,7 @@ from pmpprag.rag.prompts import (
     CONCISE,
     EXTRACTIVE_LEAD,
     NOT_COVERED,
+    WORKED_LEAD,
     build_context,
     cited_numbers,
     split_choices,
@@ -49,8 +51,8 @@ __all__ = ["Assistant", "Question", "RagConfig"]
 
 # The best multiple-choice method per model, measured on the team's sample set (README).
 MCQ_DEFAULTS: dict[str, McqMethod] = {
-    "smollm2-135m-instruct": "evidence",
-    "gemma3-270m": "evidence",
+    "smollm2-135m-instruct": "calculate",
+    "gemma3-270m": "calculate",
 }
 
 
@@ -71,6 +73,10 @@ class RagConfig:
     concise: bool = option(True, "short answers that keep the terms a grader looks for")
     context_tokens: int = option(700, "token budget for the numbered passages in the prompt")
     max_sentences: int = option(3, "extractive mode: sentences per answer")
+    calculator: bool = option(
+        True,
+        "extractive mode: put the worked-formula calculator's result first when it reads the question",
+    )
     min_confidence: float = option(
         0.3, "below this best-passage cosine the answer is 'not covered'"
     )
@@ -227,9 +233,11 @@ class Assistant:
         query = self.retriever.expand(question)[0] if self.retriever else question
         sentences = select_sentences(self.retriever.embedder, query, hits, self.cfg.max_sentences)  # type: ignore[union-attr]
         body = " ".join(f"{s.text} [{s.passage}]" for s in sentences)
+        worked = solve(question) if self.cfg.calculator else []
+        lead = WORKED_LEAD[language].format(work=worked[0].work) if worked else ""
         wall = time.perf_counter() - started
-        return Answer(question=question, text=EXTRACTIVE_LEAD[language] + body, language=language,  # type: ignore[arg-type]
-                      mode="extractive", citations=self._citations(hits, [s.passage for s in sentences]),
+        return Answer(question=question, text=lead + EXTRACTIVE_LEAD[language] + body, language=language,  # type: ignore[arg-type]
+                      mode="extractive+calculate" if worked else "extractive", citations=self._citations(hits, [s.passage for s in sentences]),
                       passages=hits, retrieval_s=retrieval_s, ttft_s=wall, wall_s=wall)  # fmt: skip
 
     def _abstractive(

@@ -53,6 +53,8 @@ NOT_COVERED = {
     "zh": "教材索引中没有找到与这个问题相关的内容，因此不作猜测。",
 }
 EXTRACTIVE_LEAD = {"en": "", "zh": "根据教材原文（英文）："}
+# Before the quoted sentences when the worked-formula calculator read the question.
+WORKED_LEAD = {"en": "Worked: {work}. ", "zh": "计算：{work}。"}
 
 
 def provenance(hit: Hit) -> str:

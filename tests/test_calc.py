@@ -1,0 +1,163 @@
+"""The worked-formula calculator: each solver on questions written for these tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from pmpprag.rag.calc import option_numbers, pick_option, solve
+from pmpprag.rag.mcq import answer_mcq
+
+CASES = [
+    # (question, expected first result)
+    (
+        "Amdahl's law: 80% of the run time is sped up 4x and the rest is unchanged. "
+        "What is the overall speedup?",
+        (2.5,),
+    ),
+    (
+        "If 95% of a program is parallel, what is the maximum speedup, however fast the parallel "
+        "part becomes?",
+        (20.0,),
+    ),
+    ("某程序 60% 的时间被加速 3 倍，其余不变。整体加速比是多少？", (1 / (0.4 + 0.2),)),
+    (
+        "A kernel runs with 128 threads per block over n = 1000 elements and (n + 127) / 128 "
+        "blocks. How many threads are idle?",
+        (24.0,),
+    ),
+    ("With 64-thread blocks and n = 1000 elements, how many blocks are launched?", (16.0,)),
+    (
+        "A reduction kernel where each block reduces 2 * BLOCK_DIM elements uses "
+        "BLOCK_DIM = 256 threads per block for n = 10,000 elements. How many blocks are launched?",
+        (20.0,),
+    ),
+    (
+        "N = 2^16 keys are merged and each thread produces 16 outputs, with 256 threads per block. "
+        "How many blocks are launched?",
+        (16.0,),
+    ),
+    (
+        "An image 100 pixels wide and 70 pixels tall uses 32 x 8 blocks, one thread per pixel. "
+        "Which grid is launched?",
+        (4.0, 9.0),
+    ),
+    (
+        "An image 100 pixels wide and 70 pixels tall uses 32 x 8 blocks, one thread per pixel. "
+        "How many threads are idle?",
+        (4 * 9 * 256 - 7000.0,),
+    ),
+    (
+        "A block of 8 x 4 x 2 threads: which warp and lane hold threadIdx.x = 5, threadIdx.y = 3, "
+        "threadIdx.z = 1?",
+        (1.0, 29.0),
+    ),
+    ("A thread block has 100 threads. How many warps does it occupy?", (4.0,)),
+    (
+        "An SM has 2048 thread slots, 16 block slots and 65,536 registers. A kernel uses "
+        "512-thread blocks and 40 registers per thread. What is the occupancy?",
+        (75.0,),
+    ),
+    (
+        "An SM has 48 KB of shared memory, 1536 thread slots and 16 block slots. Each block of "
+        "128 threads uses 16 KB of shared memory. What is the occupancy?",
+        (25.0,),
+    ),
+    (
+        "In a warp, 24 threads run a loop 2 times and the other 8 threads run it 10 times. "
+        "What is the SIMD efficiency?",
+        (100 * (48 + 80) / 320,),
+    ),
+    (
+        "A tiled matrix multiplication kernel with TILE_WIDTH = 16 runs on a GPU with 1,000 GB/s "
+        "and a peak of 20 TFLOPS. What throughput can it attain?",
+        (4.0,),
+    ),
+    ("A kernel of 2 FLOP/B runs on 3 TB/s and 100 TFLOP/s. What is the ridge point?", (100 / 3,)),
+    ("A 2D array has 12 columns. What is the row-major linear index of row 3, column 5?", (41.0,)),
+    (
+        "A 3D array has width 4, height 3 and depth 2, row-major. Linear index of plane 1, row 2, "
+        "column 3?",
+        (23.0,),
+    ),
+    (
+        "With blockDim.x = 64, which global index does blockIdx.x = 3, threadIdx.x = 10 compute?",
+        (202.0,),
+    ),
+    ("How many additions does a Kogge-Stone scan perform on N = 16 elements?", (49.0,)),
+    ("How many additions does a Brent-Kung scan perform on N = 16 elements?", (26.0,)),
+    ("A 384-bit memory interface runs at 20 Gb/s per pin. What is the peak bandwidth?", (960.0,)),
+    (
+        "A convolutional layer has C = 4 input maps of 10 x 10, M = 6 output maps and 3 x 3 filters. "
+        "How many weights does it have, excluding biases?",
+        (216.0,),
+    ),
+    ("An ELL matrix has numRows = 500. At which index is slot 3 of row 9?", (1509.0,)),
+    (
+        "A GPU has 10 SMs and each SM holds 4 blocks at a time. In how many waves does a grid of "
+        "90 blocks run?",
+        (3.0,),
+    ),
+    (
+        "parent<<<10, 32>>> runs a kernel in which each thread launches child<<<1, 32>>>(). "
+        "How many child grids are launched?",
+        (320.0,),
+    ),
+    (
+        "A stencil of radius R = 1 is split along z; each plane holds 100 x 100 floats. How many "
+        "bytes does one halo hold?",
+        (40000.0,),
+    ),
+    (
+        "Each element is struct { float a, b; } and a warp reads only field a. What fraction of "
+        "the fetched bytes is used?",
+        (50.0,),
+    ),
+]
+
+
+@pytest.mark.parametrize(("question", "expected"), CASES, ids=[c[0][:40] for c in CASES])
+def test_solvers(question: str, expected: tuple[float, ...]) -> None:
+    results = solve(question)
+    assert results, "no solver read the question"
+    assert results[0].values == pytest.approx(expected, rel=1e-3), results[0].work
+    assert results[0].work
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What does __syncthreads() do?",
+        "Why is a block size of 32 a poor choice on an SM with 32 block slots?",
+        "Which memory type is shared by all threads of a block?",
+        "线程束是什么？",
+    ],
+)
+def test_conceptual_questions_get_no_result(question: str) -> None:
+    assert solve(question) == []
+
+
+def test_option_numbers_skip_names_and_read_separators() -> None:
+    assert option_numbers("dim3 dimGrid(13, 10, 1)") == [13, 10, 1]
+    assert option_numbers("About 5.3x") == [5.3]
+    assert option_numbers("1,800 GFLOPS") == [1800]
+    assert option_numbers("float4 loads, 2^10 of them") == [1024]
+
+
+def test_pick_option_needs_exactly_one_agreeing_option() -> None:
+    results = solve("With 64-thread blocks and n = 1000 elements, how many blocks are launched?")
+    assert pick_option(results, ["15", "16", "17", "64"]) == (1, results[0])
+    assert pick_option(results, ["15", "17", "63", "64"]) is None  # no option agrees
+    assert pick_option(results, ["16", "16.0", "3", "4"]) is None  # two do: do not guess
+    # Integers must be equal: 263 is not "about" 267.
+    index = solve("A 2D array has 100 columns. Row-major linear index of row 2, column 67?")
+    assert pick_option(index, ["263", "266", "269", "272"]) is None
+
+
+def test_calculate_method_answers_or_falls_back_to_the_passages() -> None:
+    question = "With 64-thread blocks and n = 1000 elements, how many blocks are launched?"
+    done = answer_mcq("calculate", question, ["15", "16", "17", "64"], [], "", "", None, None)
+    assert (done.letter, done.method) == ("B", "calculate")
+    assert "ceil(1000 / 64) = 16" in done.reason and done.scores == [0.0, 1.0, 0.0, 0.0]
+    # Without passages the fallback is the model's likelihood, which needs a generator.
+    with pytest.raises(ValueError, match="needs a generator"):
+        answer_mcq("calculate", "What is a warp?", ["a", "b", "c", "d"], [], "", "", None, None)
