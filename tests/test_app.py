@@ -211,3 +211,65 @@ def test_server_answers_through_a_session(tmp_path: Path, corpus_index: Path) ->
         assert any("syncthreads" in text for text in texts)
         [citations, *_] = nodes(snapshot["tree"], "dataframe")
         assert 4 in [row[1] for row in citations["data"]["preview"]["rows"]]  # the chapter column
+
+
+# ---------------------------------------------------------------- a real browser
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """A headless Chromium (scripts/browser.sh finds or fetches one). Outside CI a machine
+    without one skips the browser test; in CI (CI set) that is a failure."""
+    script = APP.parent / "scripts" / "browser.sh"
+    found = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600)
+    if found.returncode != 0:
+        message = f"no browser for the browser test: {found.stderr.strip()[-500:]}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_browser_asks_and_shows_answer_citations_and_worked_choice(
+    tmp_path: Path, corpus_index: Path, chromium: str
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    for url in start_streamlit(tmp_path, {"PMPPRAG_APP_INDEX": str(corpus_index)}):
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium,
+                                         args=["--no-sandbox", "--no-zygote", "--single-process", "--disable-gpu"])  # fmt: skip
+            page = browser.new_page(viewport={"width": 1400, "height": 2000})
+            try:
+                page.goto(url)
+                expect(page.get_by_role("heading", name="PMPP study assistant")).to_be_visible(
+                    timeout=120_000
+                )
+                page.get_by_label("Question (English or Chinese)").fill(
+                    "What does __syncthreads() do?"
+                )
+                page.get_by_role("button", name="Ask", exact=True).click()
+                # The first question loads MiniLM and the index inside the server.
+                expect(page.get_by_text("Citations", exact=True)).to_be_visible(timeout=300_000)
+                answer = page.get_by_test_id("stMarkdownContainer").filter(has_text="[1]").first
+                expect(answer).to_contain_text("syncthreads")
+                expect(page.get_by_test_id("stMetricValue").first).to_have_text("extractive")
+                passage = page.get_by_test_id("stExpander").filter(has_text="[1]").first
+                passage.click()  # the retrieved passage's text opens under its provenance
+                expect(passage.get_by_test_id("stCode")).to_contain_text("syncthreads")
+                # A numeric multiple-choice question: the calculator's worked answer.
+                page.get_by_label("Question (English or Chinese)").fill(
+                    "A kernel uses 128 threads per block for n = 1000 elements. How many blocks are launched?")  # fmt: skip
+                page.get_by_label("Options for a multiple-choice question", exact=False).fill(
+                    "7\n8\n9\n125"
+                )
+                page.get_by_role("button", name="Ask", exact=True).click()
+                expect(page.get_by_text("Chosen option: B")).to_be_visible(timeout=120_000)
+                expect(
+                    page.get_by_text("Worked: ceil(1000 / 128) = 8.", exact=False)
+                ).to_be_visible()
+                expect(page.get_by_test_id("stMetricValue").first).to_have_text("mcq:calculate (B)")
+            finally:
+                page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+                browser.close()
