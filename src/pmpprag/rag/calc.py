@@ -250,6 +250,26 @@ def warps_per_block(q: str) -> list[Result]:
     return [Result((math.ceil(n / 32),), f"ceil({n:g} / 32) = {math.ceil(n / 32)}")]
 
 
+def _shared_memory_kb(q: str) -> tuple[float | None, float | None]:
+    """(shared memory per SM, per block) in KB, told apart by the words around each value."""
+    if not re.search(r"shared", q):
+        return None, None
+    sm = block = None
+    for m in re.finditer(r"(\d+(?:\.\d+)?)\s*kb", q):
+        before, after = q[max(0, m.start() - 40) : m.start()], q[m.end() : m.end() + 30]
+        per_block = re.match(
+            r"\s*(?:of\s*)?(?:shared\s*memory\s*)?(?:per|each|/|for each)\s*block", after
+        ) or re.search(
+            r"(?:(?:per|each|every)\s*block|每个\s*block)[^.;，。]{0,25}?(?:uses|needs|allocates|requires|使用|需要|占用)?\s*(?:of\s*)?$",
+            before,
+        )
+        if per_block and block is None:
+            block = float(m.group(1))
+        elif not per_block and sm is None:
+            sm = float(m.group(1))
+    return sm, block
+
+
 def occupancy(q: str) -> list[Result]:
     """Blocks per SM = min(thread slots / b, block slots, registers / (r x b), shared / s)."""
     if not re.search(r"occupancy|resident|占用率|驻留|fit", q):
@@ -272,12 +292,12 @@ def occupancy(q: str) -> list[Result]:
     per_thread = _find(r"(\d+)\s*registers\s*per\s*thread|每个线程(?:使用)?\s*(\d+)\s*个寄存器", q)
     if regs and per_thread:
         limits["registers"] = regs // (per_thread * b)
-    smem = re.findall(r"(\d+)\s*KB", q, flags=re.IGNORECASE)
-    if len(smem) >= 2 and re.search(r"shared", q):
-        sm_kb, block_kb = float(smem[0]), float(smem[1])
-        if block_kb:
-            limits["shared memory"] = sm_kb // block_kb
+    sm_kb, block_kb = _shared_memory_kb(q)
+    if sm_kb and block_kb:
+        limits["shared memory"] = sm_kb // block_kb
     blocks = min(limits.values())
+    if blocks < 1:
+        return []  # a block that does not fit at all: not a question these formulas answer
     threads = blocks * b
     why = ", ".join(f"{k} {v:g}" for k, v in limits.items())
     pct = 100 * threads / slots
