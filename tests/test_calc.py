@@ -63,6 +63,11 @@ CASES = [
         (25.0,),
     ),
     (
+        "某 SM 有 2048 个线程槽和 32 个 block 槽。kernel 使用 256 线程的 block，每个 block 使用 "
+        "24 KB shared memory，SM 共有 96 KB shared memory。occupancy 是多少？",
+        (50.0,),
+    ),
+    (
         "In a warp, 24 threads run a loop 2 times and the other 8 threads run it 10 times. "
         "What is the SIMD efficiency?",
         (100 * (48 + 80) / 320,),
