@@ -158,3 +158,21 @@ def test_transformers_batch_matches_single_greedy() -> None:
     )
     streamed = "".join(generator.stream(prompts[0], sampling))  # type: ignore[arg-type]
     assert streamed.strip() == singles[0].text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["ctranslate2", "transformers"])
+def test_repetition_penalty_stops_a_loop(backend: str) -> None:
+    generator = load_generator(GeneratorConfig(backend=backend))  # type: ignore[arg-type]
+    prompt = [{"role": "user", "content": "Write the word warp twenty times, separated by spaces."}]
+
+    def distinct_share(penalty: float) -> float:
+        sampling = SamplingConfig(max_new_tokens=40, repetition_penalty=penalty)
+        text = generator.generate([prompt], sampling)[0].text  # type: ignore[list-item]
+        tokens = generator.tokenizer.tokenize(text)  # type: ignore[attr-defined]
+        return len(set(tokens)) / len(tokens)
+
+    plain, penalised = distinct_share(1.0), distinct_share(1.5)
+    assert plain < 0.5 and penalised > plain, (plain, penalised)  # the loop is broken
+    with pytest.raises(ValueError, match="repetition_penalty"):
+        SamplingConfig(repetition_penalty=0)

@@ -133,6 +133,7 @@ class CT2Generator:
             "include_prompt_in_result": False,
             "end_token": self.end_token,
             "min_length": sampling.min_new_tokens,
+            "repetition_penalty": sampling.repetition_penalty,
         }
         if sampling.temperature > 0:
             options.update(

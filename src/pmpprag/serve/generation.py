@@ -53,6 +53,10 @@ class SamplingConfig:
     top_p: float = option(1.0, "nucleus sampling mass (with temperature > 0)")
     stop: list[str] = option([], "strings that end the generation (not included in the text)")
     seed: int = option(0, "sampling seed")
+    repetition_penalty: float = option(
+        1.0,
+        "> 1 discourages tokens already in the prompt or reply (1 = off); stops tuned small models looping",
+    )
     min_new_tokens: int = option(
         0, "generate at least this many tokens (benchmarks: fixed lengths)"
     )
@@ -62,6 +66,8 @@ class SamplingConfig:
             raise ValueError("--sampling.max_new_tokens must be at least 1")
         if self.temperature < 0:
             raise ValueError("--sampling.temperature must be >= 0")
+        if self.repetition_penalty <= 0:
+            raise ValueError("--sampling.repetition_penalty must be > 0 (1 = off)")
 
 
 @dataclass

@@ -57,6 +57,8 @@ class TransformersGenerator:
         }
         if sampling.min_new_tokens:
             kwargs["min_new_tokens"] = sampling.min_new_tokens
+        if sampling.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = sampling.repetition_penalty
         if sampling.temperature > 0:
             kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
         else:

@@ -57,6 +57,12 @@ class OpenAIGenerator:
             seed=sampling.seed,
             stream=stream,
             **({"stream_options": {"include_usage": True}} if stream else {}),
+            # Not in the OpenAI API; vLLM's and llama.cpp's servers read it from the body.
+            **(
+                {"extra_body": {"repetition_penalty": sampling.repetition_penalty}}
+                if sampling.repetition_penalty != 1.0
+                else {}
+            ),
         )
 
     def _one(self, prompt: Prompt, sampling: SamplingConfig) -> Generation:

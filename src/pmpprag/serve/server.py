@@ -242,6 +242,9 @@ def create_app(assistant: Assistant, cfg: ServeConfig) -> Any:
                     max_new_tokens=int(payload.get("max_tokens") or cfg.sampling.max_new_tokens),
                     temperature=float(payload.get("temperature") or 0.0),
                     top_p=float(payload.get("top_p") or 1.0),
+                    repetition_penalty=float(
+                        payload.get("repetition_penalty") or cfg.sampling.repetition_penalty
+                    ),
                     stop=[payload["stop"]]
                     if isinstance(payload.get("stop"), str)
                     else list(payload.get("stop") or []),

@@ -43,6 +43,7 @@ def _params(sampling: SamplingConfig) -> Any:
         stop=sampling.stop or None,
         seed=sampling.seed,
         min_tokens=sampling.min_new_tokens,
+        repetition_penalty=sampling.repetition_penalty,
     )
 
 
