@@ -21,6 +21,11 @@ CASES = [
     ),
     ("某程序 60% 的时间被加速 3 倍，其余不变。整体加速比是多少？", (1 / (0.4 + 0.2),)),
     (
+        "An application takes 100 s: 80 s in a parallel loop and 20 s in serial code. The loop "
+        "runs 4x faster on a GPU and copies add 2 s. What is the overall speedup?",
+        (100 / 42,),
+    ),
+    (
         "A kernel runs with 128 threads per block over n = 1000 elements and (n + 127) / 128 "
         "blocks. How many threads are idle?",
         (24.0,),

@@ -100,7 +100,7 @@ def amdahl(q: str) -> list[Result]:
         return []
     m = re.search(_PCT + r"(.{0,80})", q)
     if not m:
-        return []
+        return amdahl_times(q)
     p = float(m.group(1)) / 100
     clause = re.split(r"[,;，；]|\band\b|\. ", m.group(2))[0]  # what the percentage is of
     if re.search(r"sequential|serial|串行|unchanged|不变", clause) and not re.search(
@@ -121,6 +121,37 @@ def amdahl(q: str) -> list[Result]:
     s = factors[0]
     value = 1 / ((1 - p) + p / s)
     return [Result((value,), f"1 / ((1 - {p:g}) + {p:g} / {s:g}) = {value:.3g}")]
+
+
+def amdahl_times(q: str) -> list[Result]:
+    """The same law from measured times: T / (T - T_par + T_par / s + overheads)."""
+    factors = [s for s in (_f(x) for x in re.findall(_FACTOR, q)) if s > 1]
+    if not factors:
+        return []
+    total = parallel = 0.0
+    extra = []
+    for m in re.finditer(r"(\d+(?:\.\d+)?)\s*(?:s|seconds|秒)(?![\w/])", q):
+        t, before, after = (
+            float(m.group(1)),
+            q[max(0, m.start() - 30) : m.start()],
+            q[m.end() : m.end() + 40],
+        )
+        if re.search(r"(?:runs? for|takes|total(?: of)?|运行|总共?)\s*(?:of\s*)?$", before):
+            total = t
+        elif re.search(r"transfer|overhead|copy|copies|传输|拷贝|开销", before + " " + after):
+            extra.append(t)
+        elif re.search(
+            r"^\s*(?:is |are )?(?:in |spent in )?(?:an? |the )?(?:data-)?(?:parallel|loop|kernel|并行|可并行|是可并行)",
+            after,
+        ):
+            parallel = t
+    if not total or not parallel or parallel >= total:
+        return []
+    s = factors[0]
+    new = total - parallel + parallel / s + sum(extra)
+    parts = " + ".join(f"{x:g}" for x in extra)
+    work = f"{total:g} / ({total - parallel:g} + {parallel:g} / {s:g}{' + ' + parts if extra else ''}) = {total / new:.3g}"
+    return [Result((total / new,), work)]
 
 
 _BLOCK = (
