@@ -145,3 +145,23 @@ def test_model_mcq_methods_run_and_ask_many_batches(corpus_index: Path) -> None:
     assert len(batched) == len(singles) == 32 and all(a.mode == "abstractive" for a in batched)
     assert together < one_by_one, (together, one_by_one)
     assert all(a.completion_tokens > 0 and a.meta["batch"] == 8 for a in batched)
+
+
+def test_abstractive_prompt_carries_the_calculator_result(corpus_index: Path) -> None:
+    assistant = Assistant(RagConfig(index=corpus_index, mode="abstractive"), None)
+    hits = Assistant.load(RagConfig(index=corpus_index)).retriever.retrieve("blocks", k=2)  # type: ignore[union-attr]
+    context = build_context(hits, 300, lambda text: len(text) // 4)
+    numeric = assistant._prompt(
+        "With 64-thread blocks and n = 1000 elements, how many blocks are launched?", context
+    )
+    assert numeric[1]["content"].endswith(
+        "Calculator (applies the textbook formula to the question's numbers): ceil(1000 / 64) = 16"
+    )
+    assert "Calculator" not in assistant._prompt("What is a warp?", context)[1]["content"]
+    assistant.cfg.calculator = False
+    assert (
+        "Calculator"
+        not in assistant._prompt(
+            "With 64-thread blocks and n = 1000 elements, how many blocks are launched?", context
+        )[1]["content"]
+    )

@@ -28,6 +28,7 @@ from pmpprag.rag.extractive import select_sentences
 from pmpprag.rag.mcq import McqMethod, answer_mcq
 from pmpprag.rag.prompts import (
     ANSWER_INSTRUCTIONS,
+    CALCULATOR_HINT,
     CONCISE,
     EXTRACTIVE_LEAD,
     NOT_COVERED,
@@ -75,7 +76,8 @@ class RagConfig:
     max_sentences: int = option(3, "extractive mode: sentences per answer")
     calculator: bool = option(
         True,
-        "extractive mode: put the worked-formula calculator's result first when it reads the question",
+        "when the worked-formula calculator reads the question, its result leads extractive "
+        "answers and is given to the model with the passages in abstractive mode",
     )
     min_confidence: float = option(
         0.3, "below this best-passage cosine the answer is 'not covered'"
@@ -213,6 +215,9 @@ class Assistant:
         if context is None:
             return [{"role": "user", "content": question}]
         user = f"Passages:\n{context.text}\n\nQuestion: {question}"
+        worked = solve(question) if self.cfg.calculator else []
+        if worked:  # a tool result the model may use; it cannot do the arithmetic itself
+            user += "\n\n" + CALCULATOR_HINT[language].format(work=worked[0].work)
         return [
             {"role": "system", "content": self._system(language)},
             {"role": "user", "content": user},

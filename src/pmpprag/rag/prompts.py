@@ -55,6 +55,11 @@ NOT_COVERED = {
 EXTRACTIVE_LEAD = {"en": "", "zh": "根据教材原文（英文）："}
 # Before the quoted sentences when the worked-formula calculator read the question.
 WORKED_LEAD = {"en": "Worked: {work}. ", "zh": "计算：{work}。"}
+# After the question in abstractive prompts when the calculator read it.
+CALCULATOR_HINT = {
+    "en": "Calculator (applies the textbook formula to the question's numbers): {work}",
+    "zh": "计算器（按教材公式代入题中数字）：{work}",
+}
 
 
 def provenance(hit: Hit) -> str:
