@@ -56,6 +56,11 @@ CASES = [
         "threadIdx.z = 1?",
         (1.0, 29.0),
     ),
+    (
+        "With blockDim.x = 16 and blockDim.y = 8, which warp and lane hold the thread "
+        "(x = 3, y = 5)?",
+        (2.0, 19.0),
+    ),
     ("A thread block has 100 threads. How many warps does it occupy?", (4.0,)),
     (
         "An SM has 2048 thread slots, 16 block slots and 65,536 registers. A kernel uses "

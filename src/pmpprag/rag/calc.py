@@ -252,9 +252,10 @@ def warp_lane(q: str) -> list[Result]:
     """Warp and lane of a thread: linear = (z * By + y) * Bx + x; warp = linear / 32."""
     if not re.search(r"warp|线程束", q):
         return []
-    x = _find(r"threadidx\.x\s*=\s*(\d+)|x\s*=\s*(\d+)", q)
-    y = _find(r"threadidx\.y\s*=\s*(\d+)|y\s*=\s*(\d+)", q)
-    z = _find(r"threadidx\.z\s*=\s*(\d+)|z\s*=\s*(\d+)", q) or 0.0
+    # threadIdx.x = 7, or (x = 3, y = 6) -- never blockDim.x = 16
+    x = _find(r"threadidx\.x\s*=\s*(\d+)|(?<![\w.])x\s*=\s*(\d+)", q)
+    y = _find(r"threadidx\.y\s*=\s*(\d+)|(?<![\w.])y\s*=\s*(\d+)", q)
+    z = _find(r"threadidx\.z\s*=\s*(\d+)|(?<![\w.])z\s*=\s*(\d+)", q) or 0.0
     dims = re.search(r"(\d+)\s*[x×]\s*(\d+)(?:\s*[x×]\s*(\d+))?", q)
     bx = _find(r"blockdim\.x\s*=\s*(\d+)", q) or (float(dims.group(1)) if dims else None)
     by = _find(r"blockdim\.y\s*=\s*(\d+)", q) or (float(dims.group(2)) if dims else None)
