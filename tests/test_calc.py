@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pmpprag.rag.calc import option_numbers, pick_option, solve
+from pmpprag.rag.calc import option_numbers, pick_option, solve, worked_text
 from pmpprag.rag.mcq import answer_mcq
 
 CASES = [
@@ -60,6 +60,21 @@ CASES = [
         "With blockDim.x = 16 and blockDim.y = 8, which warp and lane hold the thread "
         "(x = 3, y = 5)?",
         (2.0, 19.0),
+    ),
+    (
+        "A kernel is launched with dim3 dimGrid(4, 3, 1) and dim3 dimBlock(16, 8, 1). How many "
+        "threads does the grid have in total?",
+        (1536.0,),
+    ),
+    (
+        "一幅宽 100、高 50 像素的图像，用 `blockDim.x` = 16，`blockDim.y` = 16 的 block，每个线程处理一个"
+        "像素。有多少线程空闲？",
+        (7 * 4 * 256 - 5000.0,),
+    ),
+    (
+        "某 SM 有 65,536 个寄存器，最多支持 1536 个线程。kernel 每个线程使用 64 个寄存器，每个 block "
+        "256 个线程。occupancy 是多少？",
+        (100 * 1024 / 1536,),
     ),
     ("A thread block has 100 threads. How many warps does it occupy?", (4.0,)),
     (
@@ -176,3 +191,16 @@ def test_calculate_method_answers_or_falls_back_to_the_passages() -> None:
     # Without passages the fallback is the model's likelihood, which needs a generator.
     with pytest.raises(ValueError, match="needs a generator"):
         answer_mcq("calculate", "What is a warp?", ["a", "b", "c", "d"], [], "", "", None, None)
+
+
+def test_multi_part_questions_get_each_part_worked_once() -> None:
+    results = solve(
+        "一个 1D kernel 处理 n = 3000 个元素，每个 block 256 个线程。需要多少个 block？"
+        "最后一个 block 中有多少个线程在做有效工作？"
+    )
+    assert worked_text(results) == "3000 - (12 - 1) x 256 = 184; ceil(3000 / 256) = 12"
+    occupancy = solve(
+        "An SM has 2048 thread slots and 32 block slots. A kernel uses 512-thread blocks. "
+        "How many blocks fit, and what is the occupancy?"
+    )
+    assert len(occupancy) == 2 and worked_text(occupancy).count("min(") == 1

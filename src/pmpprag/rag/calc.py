@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Result", "option_numbers", "pick_option", "solve"]
+__all__ = ["Result", "option_numbers", "pick_option", "solve", "worked_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +50,10 @@ def _find(pattern: str, q: str) -> float | None:
 
 
 def _asks(q: str) -> str:
-    """The asking part: the last sentence with a question mark (or the whole text)."""
+    """The asking part: the sentences that end with a question mark (or the whole text)."""
     parts = [p for p in re.split(r"(?<=[.?!。？])\s*", q) if p.strip()]
     asked = [p for p in parts if p.rstrip().endswith(("?", "？"))]
-    return asked[-1] if asked else q
+    return " ".join(asked) if asked else q
 
 
 def option_numbers(option: str) -> list[float]:
@@ -188,7 +188,9 @@ def blocks_1d(q: str) -> list[Result]:
         out.append(
             Result((launched - n,), f"ceil({n:g} / {b:g}) x {b:g} - {n:g} = {launched - n:g}")
         )
-    if re.search(r"last block", asks) and re.search(r"work|active|useful|valid", asks):
+    if re.search(r"last block|最后一个\s*block", asks) and re.search(
+        r"work|active|useful|valid|有效|工作", asks
+    ):
         last = n - (blocks - 1) * b
         out.append(Result((last,), f"{n:g} - ({blocks} - 1) x {b:g} = {last:g}"))
     if re.search(r"diverge", asks) and re.search(r"warps?", asks):
@@ -207,7 +209,8 @@ def blocks_1d(q: str) -> list[Result]:
 def _block_2d(q: str) -> tuple[float, float] | None:
     m = re.search(
         r"dim3\s*\w*\s*\(\s*(\d+)\s*,\s*(\d+)|(\d+)\s*[x×]\s*(\d+)\s*(?:thread\s*)?blocks?"
-        r"|blocks?\s*of\s*(\d+)\s*[x×]\s*(\d+)|(\d+)\s*[x×]\s*(\d+)\s*的\s*block",
+        r"|blocks?\s*of\s*(\d+)\s*[x×]\s*(\d+)|(\d+)\s*[x×]\s*(\d+)\s*的\s*block"
+        r"|blockdim\.x\s*=\s*(\d+)\W{1,4}blockdim\.y\s*=\s*(\d+)",
         q,
     )
     if not m:
@@ -308,7 +311,7 @@ def occupancy(q: str) -> list[Result]:
         return []
     b = _find(_BLOCK, q)
     slots = _find(
-        r"(\d[\d,]*)\s*thread\s*slots|(\d[\d,]*)\s*个?线程槽|(?:at most|maximum of|supports(?: at most)?|up to)\s*(\d[\d,]*)\s*threads|(\d[\d,]{3,})\s*threads",
+        r"(\d[\d,]*)\s*thread\s*slots|(\d[\d,]*)\s*个?线程槽|最多(?:支持)?\s*(\d[\d,]*)\s*个线程|(?:at most|maximum of|supports(?: at most)?|up to)\s*(\d[\d,]*)\s*threads|(\d[\d,]{3,})\s*threads",
         q,
     )
     if not b or not slots:
@@ -486,6 +489,35 @@ def bandwidth(q: str) -> list[Result]:
     return [Result((value,), f"{bits:g} x {per_pin:g} / 8 = {value:g} GB/s")]
 
 
+def launch_shape(q: str) -> list[Result]:
+    """dim3 dimGrid(gx, gy, gz) and dim3 dimBlock(bx, by, bz): blocks x threads per block."""
+    grid = re.search(r"dimgrid\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?(?:,\s*(\d+)\s*)?\)", q)
+    block = re.search(r"dimblock\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?(?:,\s*(\d+)\s*)?\)", q)
+    asks = _asks(q)
+    if not grid or not block or not re.search(r"how many|total|多少", asks):
+        return []
+    blocks = math.prod(float(g) for g in grid.groups() if g)
+    per_block = math.prod(float(b) for b in block.groups() if b)
+    total = Result(
+        (blocks * per_block,), f"{blocks:g} blocks x {per_block:g} threads = {blocks * per_block:g}"
+    )
+    out = []
+    if re.search(r"how many blocks|多少个\s*block", asks):
+        out.append(
+            Result((blocks,), f"{' x '.join(g for g in grid.groups() if g)} = {blocks:g} blocks")
+        )
+    if re.search(r"threads per block|每个\s*block", asks):
+        out.append(
+            Result(
+                (per_block,),
+                f"{' x '.join(b for b in block.groups() if b)} = {per_block:g} threads per block",
+            )
+        )
+    if re.search(r"total|how many threads|in all|多少个?线程", asks) or not out:
+        out.insert(0, total)
+    return out
+
+
 def conv_layer(q: str) -> list[Result]:
     """A conv layer, C input maps of H x W, M output maps, K x K filters, stride 1, no padding:
     output (H - K + 1) x (W - K + 1); M x C x K x K weights; M x Hout x Wout x C x K x K MACs."""
@@ -602,6 +634,7 @@ SOLVERS: tuple[Callable[[str], list[Result]], ...] = (
     global_index,
     scan_work,
     bandwidth,
+    launch_shape,
     conv_layer,
     ell_index,
     block_waves,
@@ -611,9 +644,18 @@ SOLVERS: tuple[Callable[[str], list[Result]], ...] = (
 )
 
 
+def worked_text(results: list[Result], limit: int = 3) -> str:
+    """The first few results' arithmetic, one clause each, without repeats."""
+    works: list[str] = []
+    for result in results[:limit]:
+        if not any(result.work in w for w in works):  # a longer clause may already say it
+            works = [w for w in works if w not in result.work] + [result.work]
+    return "; ".join(works)
+
+
 def solve(question: str) -> list[Result]:
     """Every result the solvers read from ``question``, most specific solver first."""
-    q = re.sub(r"\s+", " ", question).lower()
+    q = re.sub(r"\s+", " ", question.replace("`", "")).lower()
     # Powers written out: "N = 2^20" -> "N = 1048576" (small exponents only).
     q = re.sub(
         r"\b(\d{1,2})\s*\^\s*(\d{1,2})\b", lambda m: str(int(m.group(1)) ** int(m.group(2))), q

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pmpprag.config import load_config, option
 from pmpprag.index import Retriever, RetrieverConfig
 from pmpprag.index.lexical import has_cjk
-from pmpprag.rag.calc import solve
+from pmpprag.rag.calc import solve, worked_text
 from pmpprag.rag.extractive import select_sentences
 from pmpprag.rag.mcq import McqMethod, answer_mcq
 from pmpprag.rag.prompts import (
@@ -217,7 +217,9 @@ class Assistant:
         user = f"Passages:\n{context.text}\n\nQuestion: {question}"
         worked = solve(question) if self.cfg.calculator else []
         if worked:  # a tool result the model may use; it cannot do the arithmetic itself
-            user += "\n\n" + CALCULATOR_HINT[language].format(work=worked[0].work)
+            user += "\n\n" + CALCULATOR_HINT[language].format(
+                work="; ".join(r.work for r in worked[:3])
+            )
         return [
             {"role": "system", "content": self._system(language)},
             {"role": "user", "content": user},
@@ -239,7 +241,7 @@ class Assistant:
         sentences = select_sentences(self.retriever.embedder, query, hits, self.cfg.max_sentences)  # type: ignore[union-attr]
         body = " ".join(f"{s.text} [{s.passage}]" for s in sentences)
         worked = solve(question) if self.cfg.calculator else []
-        lead = WORKED_LEAD[language].format(work=worked[0].work) if worked else ""
+        lead = WORKED_LEAD[language].format(work=worked_text(worked)) if worked else ""
         wall = time.perf_counter() - started
         return Answer(question=question, text=lead + EXTRACTIVE_LEAD[language] + body, language=language,  # type: ignore[arg-type]
                       mode="extractive+calculate" if worked else "extractive", citations=self._citations(hits, [s.passage for s in sentences]),
