@@ -10,7 +10,8 @@
   the rest. The result records which of the two chose.
 
 Measured (README, "Multiple-choice methods"): SmolLM2-135M is at chance with ``generate`` and
-barely above it with ``loglik``; ``evidence`` measures best and is the embedded default.
+barely above it with ``loglik``; ``calculate`` (with ``evidence`` behind it) measures best and
+is the embedded default.
 """
 
 from __future__ import annotations

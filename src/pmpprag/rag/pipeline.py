@@ -217,9 +217,7 @@ class Assistant:
         user = f"Passages:\n{context.text}\n\nQuestion: {question}"
         worked = solve(question) if self.cfg.calculator else []
         if worked:  # a tool result the model may use; it cannot do the arithmetic itself
-            user += "\n\n" + CALCULATOR_HINT[language].format(
-                work="; ".join(r.work for r in worked[:3])
-            )
+            user += "\n\n" + CALCULATOR_HINT[language].format(work=worked_text(worked))
         return [
             {"role": "system", "content": self._system(language)},
             {"role": "user", "content": user},

@@ -55,7 +55,7 @@ class SamplingConfig:
     seed: int = option(0, "sampling seed")
     repetition_penalty: float = option(
         1.0,
-        "> 1 discourages tokens already in the prompt or reply (1 = off); stops tuned small models looping",
+        "> 1 discourages tokens already in the prompt or reply (1 = off; README: it ends SmolLM2's loops but costs accuracy)",
     )
     min_new_tokens: int = option(
         0, "generate at least this many tokens (benchmarks: fixed lengths)"
