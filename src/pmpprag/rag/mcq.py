@@ -77,6 +77,8 @@ def answer_mcq(
         raise ValueError(
             f"multiple-choice questions need 2-{len(LETTERS)} choices, got {len(choices)}"
         )
+    if not hits and method in ("evidence", "combined"):
+        method = "loglik"  # no passages to weigh: the model's own likelihood decides
     generation = None
     if method == "calculate":
         picked = pick_option(solve(question), choices)
@@ -85,9 +87,10 @@ def answer_mcq(
             scores = [1.0 if i == index else 0.0 for i in range(len(choices))]
             return McqResult(LETTERS[index], scores, "calculate", f"Worked: {result.work}.")
         # Nothing the calculator can read: the passages decide (the model, without passages).
-        other: McqMethod = "evidence" if hits else "loglik"
-        fallback = answer_mcq(other, question, choices, hits, context, system, embedder, generator)
-        fallback.method = f"calculate->{other}"
+        fallback = answer_mcq(
+            "evidence", question, choices, hits, context, system, embedder, generator
+        )
+        fallback.method = f"calculate->{fallback.method}"
         return fallback
     if method == "generate":
         if generator is None:

@@ -276,8 +276,7 @@ class Assistant:
         started: float,
     ) -> Answer:
         method = self.mcq_method
-        if not hits and method in ("evidence", "combined"):
-            method = "loglik"  # no passages to weigh: the model's own likelihood decides
+        # without passages every method but generate falls back on the model's likelihood
         needs_model = method not in ("evidence", "calculate") or not hits
         result = answer_mcq(method, item.text, item.choices or [], context.hits if context else hits,
                             context.text if context else "", self._system(language),
