@@ -90,6 +90,10 @@ def pick_option(results: list[Result], choices: list[str]) -> tuple[int, Result]
 
 # --- the solvers -------------------------------------------------------------------------------
 
+# What a question asks for (its question sentences, see _asks), shared by several solvers.
+_ASK_BLOCKS = r"how many blocks|number of blocks|grid size|blocks are launched|多少个\s*block"
+_ASK_IDLE = r"idle|fail|no (?:useful )?work|do nothing|inactive|wasted|空闲|不满足"
+
 _PCT = r"(\d+(?:\.\d+)?)\s*%"
 _FACTOR = r"(\d[\d,]*(?:\.\d+)?)\s*(?:x|×|times|-fold|倍)(?![\w])"
 
@@ -184,7 +188,7 @@ def blocks_1d(q: str) -> list[Result]:
     launched = blocks * b
     asks = _asks(q)
     out = []
-    if re.search(r"idle|fail|no (?:useful )?work|do nothing|inactive|wasted|空闲|不满足", asks):
+    if re.search(_ASK_IDLE, asks):
         out.append(
             Result((launched - n,), f"ceil({n:g} / {b:g}) x {b:g} - {n:g} = {launched - n:g}")
         )
@@ -197,9 +201,7 @@ def blocks_1d(q: str) -> list[Result]:
         out.append(Result((1 if n % 32 else 0,), "only the warp that straddles n diverges"))
     if re.search(r"how many warps", asks):
         out.append(Result((launched / 32,), f"{blocks} x {b:g} / 32 = {launched / 32:g}"))
-    if re.search(
-        r"how many blocks|number of blocks|grid size|多少个\s*block|blocks are launched", asks
-    ):
+    if re.search(_ASK_BLOCKS, asks):
         out.append(Result((blocks,), f"ceil({n:g} / {b:g}) = {blocks}"))
     if re.search(r"(how many|total)\s*threads", asks) and not out:
         out.append(Result((launched,), f"ceil({n:g} / {b:g}) x {b:g} = {launched}"))
@@ -236,7 +238,7 @@ def grid_2d(q: str) -> list[Result]:
     threads = gx * gy * bx * by
     asks = _asks(q)
     out = [Result((gx, gy), f"({w:g} / {bx:g}, {h:g} / {by:g}) rounded up = ({gx}, {gy})")]
-    if re.search(r"idle|no (?:useful )?work|fail|inactive|空闲", asks):
+    if re.search(_ASK_IDLE, asks):
         out.insert(
             0,
             Result(
@@ -244,7 +246,7 @@ def grid_2d(q: str) -> list[Result]:
                 f"{gx} x {gy} x {bx * by:g} - {w:g} x {h:g} = {threads - w * h:g}",
             ),
         )
-    elif re.search(r"how many blocks|多少个\s*block", asks):
+    elif re.search(_ASK_BLOCKS, asks):
         out.insert(0, Result((gx * gy,), f"{gx} x {gy} = {gx * gy}"))
     elif re.search(r"how many threads|total threads", asks):
         out.insert(0, Result((threads,), f"{gx * gy} blocks x {bx * by:g} = {threads:g}"))
@@ -341,7 +343,7 @@ def occupancy(q: str) -> list[Result]:
         (pct,), f"min({why}) = {blocks:g} blocks; {threads:g} / {slots:g} threads = {pct:.3g}%"
     )
     by_blocks = Result((blocks,), f"min({why}) = {blocks:g} blocks")
-    if re.search(r"how many blocks|多少个\s*block", asks):
+    if re.search(_ASK_BLOCKS, asks):
         return [by_blocks, occ]
     if re.search(r"how many (?:resident )?threads", asks):
         return [Result((threads,), f"{blocks:g} blocks x {b:g} = {threads:g}")]
@@ -502,7 +504,7 @@ def launch_shape(q: str) -> list[Result]:
         (blocks * per_block,), f"{blocks:g} blocks x {per_block:g} threads = {blocks * per_block:g}"
     )
     out = []
-    if re.search(r"how many blocks|多少个\s*block", asks):
+    if re.search(_ASK_BLOCKS, asks):
         out.append(
             Result((blocks,), f"{' x '.join(g for g in grid.groups() if g)} = {blocks:g} blocks")
         )
