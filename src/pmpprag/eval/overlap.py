@@ -25,9 +25,9 @@ from pmpprag.schema import atomic_write
 
 __all__ = [
     "CORPUS",
+    "HeldOut",
     "OverlapConfig",
     "char_ngrams",
-    "held_out_match",
     "normalise",
     "overlap_markdown",
     "overlap_report",
@@ -82,26 +82,36 @@ def _training_texts(path: Path) -> Iterable[str]:
                 yield value
 
 
-def held_out_match(
-    question: str, answer: str, items: list[TestItem], n: int = 20, threshold: float = 0.5
-) -> str | None:
-    """The id of a held-out item that a QA pair repeats, or None.
+@dataclass
+class HeldOut:
+    """Held-out test items' question n-grams, computed once, to check training pairs against."""
 
-    A pair repeats an item when the pair's question and answer hold ``threshold`` of the item's
-    question n-grams, or when the pair's question is ``threshold`` made of the item's.
-    """
-    pair = char_ngrams(question, n) | char_ngrams(answer, n)
-    own = char_ngrams(question, n)
-    for item in items:
-        theirs = char_ngrams(item.question, n)
-        if not theirs or not own:
-            continue
-        if (
-            len(theirs & pair) / len(theirs) >= threshold
-            or len(own & theirs) / len(own) >= threshold
-        ):
-            return item.id
-    return None
+    grams: list[tuple[str, set[str]]]  # (item id, its question's n-grams)
+    n: int = 20
+    threshold: float = 0.5
+
+    @classmethod
+    def of(cls, items: list[TestItem], n: int = 20, threshold: float = 0.5) -> HeldOut:
+        grams = [(item.id, g) for item in items if (g := char_ngrams(item.question, n))]
+        return cls(grams, n, threshold)
+
+    def match(self, question: str, answer: str) -> str | None:
+        """The id of a held-out item that a QA pair repeats, or None.
+
+        A pair repeats an item when the pair's question and answer hold ``threshold`` of the
+        item's question n-grams, or when the pair's question is ``threshold`` made of the item's.
+        """
+        own = char_ngrams(question, self.n)
+        if not own:
+            return None
+        pair = own | char_ngrams(answer, self.n)
+        for item_id, theirs in self.grams:
+            if (
+                len(theirs & pair) / len(theirs) >= self.threshold
+                or len(own & theirs) / len(own) >= self.threshold
+            ):
+                return item_id
+        return None
 
 
 def overlap_report(

@@ -185,17 +185,16 @@ def _generate(cfg: QagenConfig, chunks: list[Chunk]) -> tuple[list[QAPair], int]
 def _filter(
     cfg: QagenConfig, pairs: list[QAPair], chunk_text: dict[str, str]
 ) -> tuple[list[QAPair], list[dict[str, Any]]]:
-    from pmpprag.eval.overlap import held_out_match
+    from pmpprag.eval.overlap import HeldOut
     from pmpprag.eval.testset import read_testset
 
-    held_out = [item for path in cfg.held_out for item in read_testset(path)]
+    items = [item for path in cfg.held_out for item in read_testset(path)]
+    held_out = HeldOut.of(items, n=20, threshold=cfg.held_out_threshold)
     kept: list[QAPair] = []
     rejected: list[dict[str, Any]] = []
     for pair in pairs:
         reason = check_pair(pair)
-        if reason is None and (
-            item := held_out_match(pair.question, pair.answer, held_out, 20, cfg.held_out_threshold)
-        ):
+        if reason is None and (item := held_out.match(pair.question, pair.answer)):
             reason = "held-out-overlap"
             logger.info("%s repeats held-out item %s: dropped", pair.id, item)
         source = chunk_text.get(pair.source)  # generated pairs only
