@@ -211,23 +211,19 @@ def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[st
     rows: list[tuple[str, str, str]] = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if defaults is not None:
+            value = getattr(defaults, f.name)
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            value = dataclasses.MISSING
         hint = hints[f.name]
         if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-            if defaults is not None:
-                nested = getattr(defaults, f.name)
-            elif f.default_factory is not dataclasses.MISSING:
-                nested = f.default_factory()
-            else:
-                nested = None
+            nested = None if value is dataclasses.MISSING else value
             rows.extend(describe(hint, prefix=f"{prefix}{f.name}.", defaults=nested))
             continue
-        if defaults is not None:
-            default = repr(getattr(defaults, f.name))
-        elif f.default is not dataclasses.MISSING:
-            default = repr(f.default)
-        elif f.default_factory is not dataclasses.MISSING:
-            default = repr(f.default_factory())
-        else:
-            default = "(required)"
+        default = "(required)" if value is dataclasses.MISSING else repr(value)
         rows.append((f"--{prefix}{f.name}", default, f.metadata.get("help", "")))
     return rows
