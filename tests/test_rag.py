@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -147,21 +148,14 @@ def test_model_mcq_methods_run_and_ask_many_batches(corpus_index: Path) -> None:
     assert all(a.completion_tokens > 0 and a.meta["batch"] == 8 for a in batched)
 
 
-def test_abstractive_prompt_carries_the_calculator_result(corpus_index: Path) -> None:
-    assistant = Assistant(RagConfig(index=corpus_index, mode="abstractive"), None)
-    hits = Assistant.load(RagConfig(index=corpus_index)).retriever.retrieve("blocks", k=2)  # type: ignore[union-attr]
+def test_abstractive_prompt_carries_the_calculator_result(assistant: Assistant) -> None:
+    hits = assistant.retriever.retrieve("blocks", k=2)  # type: ignore[union-attr]
     context = build_context(hits, 300, lambda text: len(text) // 4)
-    numeric = assistant._prompt(
-        "With 64-thread blocks and n = 1000 elements, how many blocks are launched?", context
-    )
-    assert numeric[1]["content"].endswith(
+    numeric = "With 64-thread blocks and n = 1000 elements, how many blocks are launched?"
+    writer = Assistant(replace(assistant.cfg, mode="abstractive"), None)  # prompts need no model
+    assert writer._prompt(numeric, context)[1]["content"].endswith(
         "Calculator (applies the textbook formula to the question's numbers): ceil(1000 / 64) = 16"
     )
-    assert "Calculator" not in assistant._prompt("What is a warp?", context)[1]["content"]
-    assistant.cfg.calculator = False
-    assert (
-        "Calculator"
-        not in assistant._prompt(
-            "With 64-thread blocks and n = 1000 elements, how many blocks are launched?", context
-        )[1]["content"]
-    )
+    assert "Calculator" not in writer._prompt("What is a warp?", context)[1]["content"]
+    writer.cfg.calculator = False
+    assert "Calculator" not in writer._prompt(numeric, context)[1]["content"]
