@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,12 +108,6 @@ def load_assistant(config: str, index: str, rag: bool, mode: str, language: str)
     return Assistant(cfg, base.retriever)
 
 
-@st.cache_resource
-def ask_lock() -> threading.Lock:
-    """Sessions run in threads; the retriever keeps per-query timings, so calls take turns."""
-    return threading.Lock()
-
-
 def resolve(path: str | Path) -> Path:
     path = Path(path)
     return path if path.is_absolute() else ROOT / path
@@ -136,13 +129,13 @@ def chapter_titles(assistant: Assistant) -> dict[int, str]:
 
 def ask(assistant: Assistant, question: str, choices: list[str], settings: Settings) -> Answer:
     """One question through the API, with the sidebar's k and chapter filter."""
-    with ask_lock():
-        return assistant.ask(
-            question,
-            k=settings.k,
-            chapters=set(settings.chapters) or None,
-            choices=choices or None,
-        )
+    # sessions run in threads and share the assistant: a request keeps its state to itself
+    return assistant.ask(
+        question,
+        k=settings.k,
+        chapters=set(settings.chapters) or None,
+        choices=choices or None,
+    )
 
 
 def answer_file(
@@ -159,10 +152,9 @@ def answer_file(
             raise ValueError(str(err).replace(str(path), name)) from err
     for question in questions:
         question.chapters = set(settings.chapters) or None
-    with ask_lock():
-        started = time.perf_counter()
-        answers = assistant.ask_many(questions, batch_size=batch_size, k=settings.k)  # type: ignore[arg-type]
-        seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    answers = assistant.ask_many(questions, batch_size=batch_size, k=settings.k)  # type: ignore[arg-type]
+    seconds = time.perf_counter() - started
     logger.info("batch %s: %d answers in %.2f s", name, len(answers), seconds)
     return BatchResult(name, answers, seconds)
 

@@ -53,6 +53,8 @@ class Chunk(BaseModel):
     page_label: str | None = None  # printed page label(s): "87" or "87-88"
     line_start: int | None = None  # 1-based source line range (Markdown/text input)
     line_end: int | None = None
+    lang: Literal["en", "zh"] = "en"  # the language of the prose
+    twins: list[str] = Field(default_factory=list)  # the same part of the section in the other language
     meta: dict[str, str] = Field(default_factory=dict)
 
 

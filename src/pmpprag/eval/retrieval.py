@@ -6,6 +6,10 @@
 Gold passages are named either by ``chunk_id`` / ``source_chunk_id`` (generated QA pairs carry
 them) or by ``evidence``: a phrase copied from the notes; every chunk containing it is gold, so
 the gold set survives re-chunking. A gold item whose evidence no chunk contains is an error.
+
+In an index of both languages the retriever answers in the question's language, so a gold
+chunk's twins (the same part of its section in the other language, ``index.twins``) are gold
+too: a Chinese question is right when it finds the Chinese text of the gold English passage.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 
 from pmpprag.config import option, to_dict
 from pmpprag.index import Retriever, RetrieverConfig
-from pmpprag.index.lexical import has_cjk
+from pmpprag.text import has_cjk
 from pmpprag.schema import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -73,7 +77,7 @@ def gold_chunks(item: dict[str, Any], chunks: list[Any], normed: list[str]) -> s
     if item.get("evidence"):
         evidence = _norm(item["evidence"])
         ids |= {c.chunk_id for c, text in zip(chunks, normed, strict=True) if evidence in text}
-    return ids
+    return ids | {t for c in chunks if c.chunk_id in ids for t in c.twins}
 
 
 def evaluate(

@@ -2,7 +2,7 @@
 
 from pmpprag.index.build import IndexConfig, IndexResult, add, build
 from pmpprag.index.lexical import Glossary, load_glossary, tokenize
-from pmpprag.index.retriever import Mode, Retriever, RetrieverConfig
+from pmpprag.index.retriever import Mode, Retrieval, Retriever, RetrieverConfig
 from pmpprag.index.store import IndexError_, load_index
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "IndexError_",
     "IndexResult",
     "Mode",
+    "Retrieval",
     "Retriever",
     "RetrieverConfig",
     "add",

@@ -2,11 +2,18 @@
 
     pmpprag index build                                  # shipped corpus -> index/companion/
     pmpprag index build --chunks out/ingest/pmpp/chunks.jsonl --out index/pmpp
+    pmpprag index build --chunks en/chunks.jsonl --zh_chunks zh/chunks.jsonl   # two languages
     pmpprag index add --chunks new.jsonl --out index/pmpp   # embeds only chunks not yet indexed
 
 The FAISS type is exact inner product (``flat``) by default; ``auto`` switches to HNSW above
 ``hnsw_threshold`` vectors, where exact search stops being cheap (100k x 384 floats is 150 MB
 scanned per query); ``ivf`` is there for very large collections.
+
+With no ``--chunks`` the build runs the chain from the shipped notes: the English notes
+(``data/corpus``, typeset as a PDF and ingested as a book) and the Chinese notes
+(``data/corpus_zh``, ingested as Markdown and cited by section). A corpus whose files changed
+since its last ingest is ingested again, and the manifest records both corpora's hashes, so a
+retriever refuses an index older than the notes (:func:`stale_corpora`).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import numpy as np
 
 from pmpprag import models
 from pmpprag.config import option, to_dict
-from pmpprag.index.lexical import BM25Index
+from pmpprag.index.lexical import BM25Index, load_glossary
 from pmpprag.index.store import (
     FORMAT_VERSION,
     IndexError_,
@@ -33,16 +40,38 @@ from pmpprag.index.store import (
     load_index,
     read_manifest,
 )
+from pmpprag.index.twins import bridge_text, link_twins
+from pmpprag.ingest.stage import corpus_sha256
 from pmpprag.schema import Chunk, atomic_folder, read_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IndexConfig", "IndexResult", "add", "build", "embed_chunks", "passage_text"]
+__all__ = [
+    "CORPORA",
+    "IndexConfig",
+    "IndexResult",
+    "add",
+    "build",
+    "embed_chunks",
+    "passage_text",
+    "stale_corpora",
+]
+
+# The shipped notes, by language: (notes folder, ingest output folder).
+CORPORA = {
+    "en": (Path("data/corpus"), Path("out/ingest/companion")),
+    "zh": (Path("data/corpus_zh"), Path("out/ingest/companion-zh")),
+}
 
 
 @dataclass
 class IndexConfig:
-    chunks: Path | None = option(None, "chunks.jsonl to index (default: ingest the shipped corpus)")
+    chunks: Path | None = option(
+        None, "chunks.jsonl to index (default: ingest the shipped English and Chinese notes)"
+    )
+    zh_chunks: Path | None = option(
+        None, "a second chunks.jsonl in the other language, linked section by section (twins)"
+    )
     out: Path = option(Path("index/companion"), "index folder to write")
     embedding_model: str = option(
         "minilm-l6", "registry name, sentence-transformers folder or hub id"
@@ -63,13 +92,43 @@ class IndexResult:
 
 
 def passage_text(chunk: Chunk, prefix: str = "") -> str:
-    """What gets embedded: the section path gives short chunks their topic."""
+    """What BM25 reads, and what gets embedded: the section path gives short chunks their topic."""
     return f"{prefix}{chunk.chapter_title} > {chunk.section} {chunk.section_title}\n{chunk.text}"
 
 
-def embed_chunks(embedder: Any, chunks: list[Chunk], prefix: str, batch_size: int) -> np.ndarray:
+def lexical_text(chunk: Chunk) -> str:
+    """What BM25 reads: the passage, and for a Chinese chunk also the glossary's English for its
+    terms, so the English words a question is expanded with find the Chinese text too."""
+    if chunk.lang == "en":
+        return passage_text(chunk)
+    return f"{passage_text(chunk)}\n{' '.join(load_glossary().english(chunk.text, 1))}"
+
+
+def dense_text(chunk: Chunk, by_id: dict[str, Chunk], prefix: str = "") -> str:
+    """The embedded text. A Chinese chunk is embedded through its English bridge: its twin's
+    section path, the glossary's English for its terms and the identifiers it spells."""
+    if chunk.lang == "en":
+        return passage_text(chunk, prefix)
+    twin = next((by_id[t] for t in chunk.twins if t in by_id), None)
+    path = twin or chunk
+    terms = load_glossary().english(chunk.text, 1)
+    return (
+        f"{prefix}{path.chapter_title} > {chunk.section} {path.section_title}\n"
+        f"{bridge_text(chunk, terms)}"
+    )
+
+
+def embed_chunks(
+    embedder: Any,
+    chunks: list[Chunk],
+    prefix: str,
+    batch_size: int,
+    by_id: dict[str, Chunk] | None = None,
+) -> np.ndarray:
+    """Normalised vectors of ``chunks``; ``by_id`` finds twins outside ``chunks`` (index add)."""
+    by_id = by_id or {c.chunk_id: c for c in chunks}
     vectors = embedder.encode(
-        [passage_text(c, prefix) for c in chunks],
+        [dense_text(c, by_id, prefix) for c in chunks],
         batch_size=batch_size,
         normalize_embeddings=True,
         show_progress_bar=len(chunks) > batch_size,
@@ -105,14 +164,56 @@ def _corpus_hash(chunks: list[Chunk]) -> str:
     return h.hexdigest()
 
 
-def _default_chunks(cfg: IndexConfig) -> Path:
+def stale_corpora(manifest: dict[str, Any]) -> list[str]:
+    """The notes folders recorded in an index manifest that changed since it was built (only
+    those present here: an index copied to another machine without its notes is not stale)."""
+    stale = []
+    for record in manifest.get("corpora", {}).values():
+        folder = Path(record["path"])
+        if folder.is_dir() and corpus_sha256(folder) != record["sha256"]:
+            stale.append(str(folder))
+    return stale
+
+
+def _ingested(lang: str) -> tuple[Path, dict[str, str]]:
+    """The shipped notes of one language, ingested again when they changed since last time."""
     from pmpprag.ingest import IngestConfig
     from pmpprag.ingest import run as ingest
 
-    out = Path("out/ingest/companion")
-    if not (out / "manifest.json").is_file():
-        ingest(IngestConfig(out=out))
-    return out / "chunks.jsonl"
+    notes, out = CORPORA[lang]
+    digest = corpus_sha256(notes)
+    manifest = out / "manifest.json"
+    done = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
+    if done.get("notes_sha256") != digest:
+        logger.info("ingesting %s (new or changed since the last ingest)", notes)
+        if lang == "en":
+            ingest(IngestConfig(corpus=notes, out=out))
+        else:
+            ingest(IngestConfig(markdown=notes, out=out))
+    return out / "chunks.jsonl", {"path": str(notes), "sha256": digest}
+
+
+def _read_chunks(cfg: IndexConfig) -> tuple[list[Chunk], list[str], dict[str, Any]]:
+    """All chunks to index, with twins linked; the sources read; the corpora they came from."""
+    corpora: dict[str, Any] = {}
+    if cfg.chunks is None:
+        sources = []
+        for lang in CORPORA:
+            if CORPORA[lang][0].is_dir():
+                path, corpora[lang] = _ingested(lang)
+                sources.append(path)
+    else:
+        sources = [p for p in (cfg.chunks, cfg.zh_chunks) if p is not None]
+    chunks: list[Chunk] = []
+    for source in sources:
+        these = read_jsonl(source, Chunk)
+        if not these:
+            raise IndexError_(f"{source} holds no chunks")
+        chunks += these
+    ids = [c.chunk_id for c in chunks]
+    if len(set(ids)) != len(ids):
+        raise IndexError_(f"{', '.join(map(str, sources))}: duplicate chunk ids; re-run ingest")
+    return link_twins(chunks), [str(s) for s in sources], corpora
 
 
 def _write(
@@ -123,6 +224,7 @@ def _write(
     kind: str,
     bm25: BM25Index,
     dim: int,
+    corpora: dict[str, Any],
 ) -> None:
     import faiss
 
@@ -138,6 +240,8 @@ def _write(
         "chunks": len(chunks),
         "corpus_sha256": _corpus_hash(chunks),
         "chapters": sorted({c.chapter for c in chunks}),
+        "languages": {lang: sum(c.lang == lang for c in chunks) for lang in ("en", "zh")},
+        "corpora": corpora,
         "settings": to_dict(cfg),
         "files": file_hashes(folder),
     }
@@ -147,13 +251,7 @@ def _write(
 def build(cfg: IndexConfig) -> IndexResult:
     """Embed every chunk and write a fresh index folder (atomically replacing an old one)."""
     started = time.perf_counter()
-    source = cfg.chunks or _default_chunks(cfg)
-    chunks = read_jsonl(source, Chunk)
-    if not chunks:
-        raise IndexError_(f"{source} holds no chunks")
-    ids = [c.chunk_id for c in chunks]
-    if len(set(ids)) != len(ids):
-        raise IndexError_(f"{source}: duplicate chunk ids; re-run ingest")
+    chunks, _sources, corpora = _read_chunks(cfg)
     embedder = models.load_embedder(cfg.embedding_model)
     vectors = embed_chunks(embedder, chunks, cfg.passage_prefix, cfg.batch_size)
     index, kind = _new_faiss(cfg, vectors.shape[1], len(chunks))
@@ -162,7 +260,7 @@ def build(cfg: IndexConfig) -> IndexResult:
     index.add(vectors)
     bm25 = BM25Index.build([passage_text(c) for c in chunks])
     with atomic_folder(cfg.out) as tmp:
-        _write(tmp, cfg, chunks, index, kind, bm25, vectors.shape[1])
+        _write(tmp, cfg, chunks, index, kind, bm25, vectors.shape[1], corpora)
     seconds = time.perf_counter() - started
     logger.info(
         "indexed %d chunks (%s, dim %d) into %s in %.1f s",
@@ -190,18 +288,19 @@ def add(cfg: IndexConfig) -> IndexResult:
     cfg = dataclasses.replace(cfg, passage_prefix=manifest["passage_prefix"])
     stored = load_index(cfg.out)
     known = {c.chunk_id for c in stored.chunks}
-    new = [c for c in new_chunks if c.chunk_id not in known]
+    chunks = link_twins(stored.chunks + [c for c in new_chunks if c.chunk_id not in known])
+    new = chunks[len(stored.chunks) :]
     if not new:
         logger.info("nothing to add: every chunk of %s is already in %s", cfg.chunks, cfg.out)
         return IndexResult(cfg.out, len(stored.chunks), 0, time.perf_counter() - started)
     embedder = models.load_embedder(cfg.embedding_model)
-    vectors = embed_chunks(embedder, new, manifest["passage_prefix"], cfg.batch_size)
+    by_id = {c.chunk_id: c for c in chunks}
+    vectors = embed_chunks(embedder, new, manifest["passage_prefix"], cfg.batch_size, by_id)
     if vectors.shape[1] != manifest["dimension"]:
         raise IndexError_(
             f"{cfg.embedding_model} gives dimension {vectors.shape[1]}, index has {manifest['dimension']}"
         )
     stored.faiss_index.add(vectors)
-    chunks = stored.chunks + new
     bm25 = BM25Index.build([passage_text(c) for c in chunks])
     with atomic_folder(cfg.out) as tmp:
         _write(
@@ -212,6 +311,7 @@ def add(cfg: IndexConfig) -> IndexResult:
             manifest["faiss_type"],
             bm25,
             manifest["dimension"],
+            manifest.get("corpora", {}),
         )
     logger.info("added %d chunks to %s (now %d)", len(new), cfg.out, len(chunks))
     return IndexResult(cfg.out, len(chunks), len(new), time.perf_counter() - started)

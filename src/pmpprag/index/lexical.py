@@ -21,9 +21,19 @@ from typing import Any
 
 import numpy as np
 
+from pmpprag.text import has_cjk
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["BM25Index", "Glossary", "has_cjk", "load_glossary", "tokenize"]
+__all__ = [
+    "ZH_STOPWORDS",
+    "BM25Index",
+    "Glossary",
+    "has_cjk",
+    "load_glossary",
+    "query_tokens",
+    "tokenize",
+]
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 # identifiers with dots (blockIdx.x), C++ scopes, underscores; numbers with decimals (0.25)
@@ -36,8 +46,24 @@ STOPWORDS = frozenset(
 )
 
 
-def has_cjk(text: str) -> bool:
-    return bool(_CJK.search(text))
+# Question words that carry no topic: they would match every sentence.
+ZH_STOPWORDS = frozenset(
+    "的 了 是 在 和 与 及 或 对 中 有 为 会 能 要 把 被 将 从 到 以 由 而 并 也 都 就 这 那 其 "
+    "什么 如何 怎样 怎么 为什么 哪些 哪个 哪 吗 呢 请 说明 解释 简述 描述 简要 分别 一个 这个 "
+    "那个 这些 可以 需要 应该 是否 多少 几个 之间 区别 作用 含义 意思 主要 通常 以及 时候 "
+    "情况 进行 使用 用来 用于 问题 为何 作用是 有何 哪种 不同 相同 下面 以下 代码 给出".split()
+)
+
+
+# Chinese question words: rare in declarative notes, so BM25 would weigh them heavily.
+ZH_QUESTION_WORDS = frozenset(
+    "什么 如何 怎样 怎么 为什么 为何 哪些 哪个 哪种 哪 吗 呢 请 简述 简要 有何 是否 多少".split()
+)
+
+
+def query_tokens(text: str) -> list[str]:
+    """Tokens of a question for BM25: :func:`tokenize` less the Chinese question words."""
+    return [t for t in tokenize(text) if t not in ZH_QUESTION_WORDS]
 
 
 def _normalise_word(word: str) -> str:

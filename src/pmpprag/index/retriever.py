@@ -2,12 +2,19 @@
 Chinese questions, an optional chapter filter and an optional cross-encoder re-ranker.
 
     from pmpprag.index import Retriever
-    hits = Retriever.load("index/companion").retrieve("什么是线程束分歧？", k=5)
+    found = Retriever.load("index/companion").retrieve("什么是线程束分歧？", k=5)
+    found.hits, found.seconds, found.confidence      # a Retrieval; iterating it gives the hits
 
-A Chinese question against an English index is expanded through the glossary: its English
-terms go to the dense encoder (an English model reads Chinese characters as unknown tokens) and
-are added to the BM25 query. With a multilingual embedding model (``multilingual: true``) the
-question itself is embedded as well.
+A Chinese question is expanded through the glossary: its English terms go to the dense encoder
+(an English model reads Chinese characters as unknown tokens) and are added to the BM25 query,
+so it finds English text; its own words find the Chinese notes through BM25 (jieba). With a
+multilingual embedding model (``multilingual: true``) the question itself is embedded as well.
+
+An index that holds both languages answers in the question's language: every ranked list is
+projected onto that language before fusion (a hit in the other language counts for its twins,
+see ``index.twins``), so a Chinese question gets Chinese passages found through either text.
+
+Nothing about one request is kept on the retriever: threads may share it.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,15 +31,37 @@ import numpy as np
 
 from pmpprag import models
 from pmpprag.config import option
-from pmpprag.index.lexical import has_cjk, load_glossary, tokenize
+from pmpprag.index.lexical import load_glossary, query_tokens, tokenize
 from pmpprag.index.store import IndexError_, StoredIndex, load_index
 from pmpprag.schema import Hit
+from pmpprag.text import has_cjk
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Mode", "Retriever", "RetrieverConfig"]
+__all__ = ["Mode", "Retrieval", "Retriever", "RetrieverConfig"]
 
 Mode = Literal["dense", "bm25", "hybrid"]
+Language = Literal["en", "zh"]
+
+
+@dataclass
+class Retrieval:
+    """One search: the hits and what was measured on the way. A sequence of its hits."""
+
+    hits: list[Hit]
+    seconds: float = 0.0
+    top: dict[str, float] = field(default_factory=dict)  # best raw score per retriever
+    confidence: float = 1.0  # best dense cosine of the question against any passage
+    language: Language = "en"  # the language the hits were projected onto
+
+    def __iter__(self) -> Iterator[Hit]:
+        return iter(self.hits)
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    def __getitem__(self, i: int) -> Hit:
+        return self.hits[i]
 
 
 @dataclass
@@ -47,6 +77,11 @@ class RetrieverConfig:
     glossary_variants: int = option(2, "English variants added per glossary term")
     reranker: str | None = option(None, "cross-encoder folder/hub id to re-rank fused candidates")
     rerank_top: int = option(20, "candidates the cross-encoder re-scores")
+    cross_weight: dict[str, float] = option(
+        default_factory=lambda: {"en": 0.0, "zh": 1.0},
+        help="index of both languages: fusion weight, by question language, of the rankings "
+        "found in the other language's text and projected through twins",
+    )
     verify: bool = option(True, "check file hashes against the manifest when loading")
 
 
@@ -59,9 +94,11 @@ class Retriever:
         self.embedder = embedder
         self.glossary = load_glossary()
         self.chapters = np.array([c.chapter for c in stored.chunks])
+        self.languages = {c.lang for c in stored.chunks}
+        position = {c.chunk_id: i for i, c in enumerate(stored.chunks)}
+        # row -> the rows of its twins (the same part of its section in the other language)
+        self.twins = [[position[t] for t in c.twins if t in position] for c in stored.chunks]
         self._reranker: Any = None
-        self.last_seconds = 0.0
-        self.last_top: dict[str, float] = {}  # best raw score per retriever in the last query
         tokenize("预热")  # loads jieba's dictionary now (~1 s) rather than in the first query
 
     @classmethod
@@ -69,6 +106,14 @@ class Retriever:
         """Open an index folder; its manifest says which embedding model to load."""
         cfg = cfg or RetrieverConfig()
         stored = load_index(Path(folder), verify=cfg.verify)
+        from pmpprag.index.build import stale_corpora
+
+        stale = stale_corpora(stored.manifest)
+        if stale:
+            raise IndexError_(
+                f"{folder} is older than {' and '.join(stale)} (edited since the index was "
+                f"built): run `pmpprag index build --out {folder}`"
+            )
         embedder = models.load_embedder(stored.manifest["embedding_model"])
         # sentence-transformers 6 renamed get_sentence_embedding_dimension
         get_dim = (
@@ -104,15 +149,19 @@ class Retriever:
         k: int | None = None,
         mode: Mode | None = None,
         chapters: set[int] | None = None,
-    ) -> list[Hit]:
-        """The ``k`` best passages for ``query``; ``chapters`` keeps only those chapters."""
+        language: Language | None = None,
+    ) -> Retrieval:
+        """The ``k`` best passages for ``query``; ``chapters`` keeps only those chapters;
+        ``language`` (default: the question's) is the language of the passages returned when
+        the index holds both."""
         query = query.strip()
         if not query:
             raise ValueError("empty query")
         started = time.perf_counter()
-        hits = self._retrieve(query, k or self.cfg.k, mode or self.cfg.mode, chapters)
-        self.last_seconds = time.perf_counter() - started
-        return hits
+        language = language or ("zh" if has_cjk(query) else "en")
+        found = self._retrieve(query, k or self.cfg.k, mode or self.cfg.mode, chapters, language)
+        found.seconds = time.perf_counter() - started
+        return found
 
     def _mask(self, chapters: set[int] | None) -> np.ndarray | None:
         if not chapters:
@@ -148,17 +197,55 @@ class Retriever:
         top = np.argsort(-scores, kind="stable")[:depth]
         return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
 
-    def _retrieve(self, query: str, k: int, mode: Mode, chapters: set[int] | None) -> list[Hit]:
+    def _project(self, results: list[tuple[int, float]], language: str) -> list[tuple[int, float]]:
+        """The other language's hits, each standing for its twins at its rank (a chunk keeps
+        its best rank)."""
+        out: dict[int, float] = {}
+        for i, score in results:
+            for t in self.twins[i]:
+                out.setdefault(t, score)
+        return list(out.items())
+
+    def _split(
+        self, ranked: dict[str, list[tuple[int, float]]], language: str
+    ) -> tuple[dict[str, list[tuple[int, float]]], dict[str, float]]:
+        """Rankings in the question's language, plus the other language's projected onto it
+        ("dense~", "bm25~"), with their fusion weights."""
+        weights = {"dense": self.cfg.dense_weight, "bm25": self.cfg.bm25_weight}
+        cross = self.cfg.cross_weight.get(language, 1.0)
+        chunks = self.stored.chunks
+        out: dict[str, list[tuple[int, float]]] = {}
+        out_weights: dict[str, float] = {}
+        for name, results in ranked.items():
+            out[name] = [(i, s) for i, s in results if chunks[i].lang == language]
+            out_weights[name] = weights[name]
+            if cross > 0:
+                other = [(i, s) for i, s in results if chunks[i].lang != language]
+                out[f"{name}~"] = self._project(other, language)
+                out_weights[f"{name}~"] = weights[name] * cross
+        return out, out_weights
+
+    def _retrieve(
+        self, query: str, k: int, mode: Mode, chapters: set[int] | None, language: Language
+    ) -> Retrieval:
         mask = self._mask(chapters)
         dense_text, english = self.expand(query)
-        depth = max(k, self.cfg.candidates)
+        depth = max(k, self.cfg.candidates) * len(self.languages)
         ranked: dict[str, list[tuple[int, float]]] = {}
+        # the dense search runs in every mode: its best cosine is the not-covered gate's signal
+        dense = self._dense(dense_text, depth, mask)
+        confidence = dense[0][1] if dense else 0.0
         if mode in ("dense", "hybrid"):
-            ranked["dense"] = self._dense(dense_text, depth, mask)
+            ranked["dense"] = dense
         if mode in ("bm25", "hybrid"):
-            ranked["bm25"] = self._bm25(tokenize(query) + tokenize(" ".join(english)), depth, mask)
-        if mode == "hybrid":
-            weights = {"dense": self.cfg.dense_weight, "bm25": self.cfg.bm25_weight}
+            ranked["bm25"] = self._bm25(
+                query_tokens(query) + tokenize(" ".join(english)), depth, mask
+            )
+        top = {name: res[0][1] if res else 0.0 for name, res in ranked.items()}
+        weights = {"dense": self.cfg.dense_weight, "bm25": self.cfg.bm25_weight}
+        if len(self.languages) > 1 and language in self.languages:
+            ranked, weights = self._split(ranked, language)
+        if mode == "hybrid" or len(ranked) > 1:
             fused: dict[int, float] = {}
             for name, results in ranked.items():
                 for rank, (i, _) in enumerate(results, 1):
@@ -168,10 +255,9 @@ class Retriever:
             order = ranked[mode]
         if self.cfg.reranker:
             order = self._rerank(query if not english else f"{query} {' '.join(english)}", order)
-        self.last_top = {name: res[0][1] if res else 0.0 for name, res in ranked.items()}
         ranks = {name: {i: r for r, (i, _) in enumerate(res, 1)} for name, res in ranked.items()}
         raw = {name: dict(res) for name, res in ranked.items()}
-        return [
+        hits = [
             Hit(
                 chunk=self.stored.chunks[i],
                 score=score,
@@ -181,6 +267,7 @@ class Retriever:
             )
             for rank, (i, score) in enumerate(order[:k], 1)
         ]
+        return Retrieval(hits, top=top, confidence=confidence, language=language)
 
     def _rerank(self, query: str, order: list[tuple[int, float]]) -> list[tuple[int, float]]:
         if self._reranker is None:

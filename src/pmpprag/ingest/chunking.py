@@ -139,7 +139,9 @@ def pack_section(
     return chunks
 
 
-def chunk_id(chapter: int, section: str, index: int, text: str) -> str:
-    """Stable id: same input and settings -> same id; any change in the text -> a new id."""
+def chunk_id(chapter: int, section: str, index: int, text: str, lang: str = "en") -> str:
+    """Stable id: same input and settings -> same id; any change in the text -> a new id.
+    Chinese chunks carry "zh" ("c04.3-zh002-1a2b3c4d") so the two languages never collide."""
     digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
-    return f"c{chapter:02d}.{section.split('.', 1)[-1]}-{index:03d}-{digest}"
+    marker = "" if lang == "en" else lang
+    return f"c{chapter:02d}.{section.split('.', 1)[-1]}-{marker}{index:03d}-{digest}"

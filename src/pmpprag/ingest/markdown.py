@@ -1,7 +1,8 @@
 """Read the corpus Markdown subset into blocks: chapter and section headings, paragraphs,
 list items and code listings, each with its source line range.
 
-The subset (see data/corpus/README.md): ``# Chapter N: Title``, ``## N.M Title``, ``### Title``,
+The subset (see data/corpus/README.md): ``# Chapter N: Title`` (``# 第 N 章：标题`` in the Chinese
+notes), ``## N.M Title``, ``### Title``,
 blank-line separated paragraphs, ``- `` and ``1. `` list items, fenced code blocks, inline
 code and bold. Both the PDF builder and Markdown ingestion read through this one parser.
 """
@@ -15,7 +16,10 @@ from typing import Literal
 
 __all__ = ["Block", "MarkdownError", "parse_markdown", "plain_inline"]
 
-CHAPTER_RE = re.compile(r"^#\s+Chapter\s+(\d+)\s*[:.]\s*(.+?)\s*$", re.IGNORECASE)
+# "# Chapter 4: Title" in the English notes, "# 第 4 章：标题" in the Chinese ones
+CHAPTER_RE = re.compile(
+    r"^#\s+(?:Chapter\s+(\d+)\s*[:.]|第\s*(\d+)\s*章\s*[:：]?)\s*(.+?)\s*$", re.IGNORECASE
+)
 SECTION_RE = re.compile(r"^##\s+(\d+)\.(\d+)\s+(.+?)\s*$")
 SUBSECTION_RE = re.compile(r"^###\s+(.+?)\s*$")
 LIST_RE = re.compile(r"^(\s*)([-*]|\d+\.)\s+(.*)$")
@@ -86,9 +90,8 @@ def parse_markdown(path: Path) -> list[Block]:
         if line.startswith("#") and heading:
             flush(lineno - 1)
             if heading.re is CHAPTER_RE:
-                blocks.append(
-                    Block("chapter", heading.group(2), lineno, lineno, number=heading.group(1))
-                )
+                number = heading.group(1) or heading.group(2)
+                blocks.append(Block("chapter", heading.group(3), lineno, lineno, number=number))
             elif heading.re is SECTION_RE:
                 number = f"{heading.group(1)}.{heading.group(2)}"
                 blocks.append(Block("section", heading.group(3), lineno, lineno, number=number))
@@ -96,8 +99,8 @@ def parse_markdown(path: Path) -> list[Block]:
                 blocks.append(Block("subsection", heading.group(1), lineno, lineno))
         elif line.startswith("#") and not line.startswith("#include"):
             raise MarkdownError(
-                f"{path}:{lineno}: heading {line!r} is not '# Chapter N: Title', "
-                "'## N.M Title' or '### Title'"
+                f"{path}:{lineno}: heading {line!r} is not '# Chapter N: Title' (or "
+                "'# 第 N 章：标题'), '## N.M Title' or '### Title'"
             )
         elif not line.strip():
             flush(lineno - 1)

@@ -2,6 +2,7 @@
 
     pmpprag ingest --pdf BOOK.pdf --chapters 2-6 --out out/ingest/pmpp
     pmpprag ingest --markdown data/corpus --chapters 1-7,13,16,17,20
+    pmpprag ingest --markdown data/corpus_zh --out out/ingest/companion-zh   # the Chinese notes
     pmpprag ingest                      # the embedded default: the companion corpus PDF
 
 Writes into ``--out``: ``chunks.jsonl`` (schema.Chunk), ``chapters.json`` (the detected table of
@@ -30,10 +31,11 @@ from pmpprag.ingest.corpus_pdf import CorpusPdfConfig, build_pdf
 from pmpprag.ingest.markdown import parse_markdown, plain_inline
 from pmpprag.ingest.pdf import ChapterInfo, Element, IngestError, SectionInfo, read_pdf
 from pmpprag.schema import Chunk, atomic_write, write_jsonl
+from pmpprag.text import prose_language
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IngestConfig", "IngestResult", "parse_chapters", "run"]
+__all__ = ["IngestConfig", "IngestResult", "corpus_sha256", "parse_chapters", "run"]
 
 DEFAULT_CORPUS_PDF = Path("out/corpus/pmpp-companion.pdf")
 
@@ -86,6 +88,15 @@ def _sha256(path: Path) -> str:
     for f in files:
         h.update(f.name.encode())
         h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def corpus_sha256(folder: Path) -> str:
+    """One hash over a notes folder's chapter files (names and bytes): what an index records."""
+    h = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*.md")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 
@@ -211,9 +222,11 @@ def run(cfg: IngestConfig) -> IngestResult:
         sections.items(), desc="chunking sections", unit="section"
     ):
         pieces = [Piece(e.kind, e.text, e.page_start, e.page_end) for e in items]
+        section_lang = prose_language(" ".join(p.text for p in pieces if p.kind != "code"))
         for i, packed in enumerate(pack_section(pieces, cfg.chunking, count)):
             common: dict[str, Any] = dict(
-                chunk_id=chunk_id(chapter, section, i, packed.text),
+                chunk_id=chunk_id(chapter, section, i, packed.text, section_lang),
+                lang=section_lang,
                 text=packed.text,
                 chapter=chapter,
                 chapter_title=titles[chapter],
@@ -255,7 +268,12 @@ def run(cfg: IngestConfig) -> IngestResult:
     per_chapter = {str(c.number): sum(ch.chapter == c.number for ch in chunks) for c in chapters}
     manifest = {
         "input": str(source),
+        "languages": sorted({c.lang for c in chunks}),
         "input_sha256": _sha256(source),
+        # the notes folder behind the input, so the index stage can tell a stale ingest
+        "notes_sha256": corpus_sha256(Path(cfg.markdown or cfg.corpus))
+        if cfg.pdf is None
+        else None,
         "settings": to_dict(cfg),
         "chunks": len(chunks),
         "chunks_per_chapter": per_chapter,

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 from pmpprag.eval.overlap import char_ngrams, normalise
-from pmpprag.index.lexical import has_cjk
+from pmpprag.text import has_cjk
 from pmpprag.schema import QAPair
 
 __all__ = ["CHECKS", "bigram_jaccard", "check_pair", "grounding", "near_duplicates"]

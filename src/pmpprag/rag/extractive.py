@@ -2,9 +2,15 @@
 
 A 135M-parameter generator writes fluent, wrong prose; the retrieved passages are right. So the
 extractive mode answers with the passages' most relevant sentences (scored by embedding
-similarity to the question plus overlap with its terms, de-duplicated, put back in reading
-order, each cited). The same sentence scorer ranks multiple-choice options by how strongly the
-passages support each one (:func:`support_scores`).
+similarity to the question plus overlap with its terms, de-duplicated, each cited): the best
+sentence first, as the direct answer, then the others in reading order as the mechanism, then,
+for a question about code, the listing line that best matches it (:func:`key_code_line`).
+
+Chinese passages (the Chinese companion notes) are split at 。！？； and scored the same way,
+except that the English-only embedding model reads a Chinese sentence through its English
+bridge (the glossary's English for its terms and the identifiers it spells) and jieba words
+carry the lexical overlap. The same sentence scorer ranks multiple-choice options by how
+strongly the passages support each one (:func:`support_scores`).
 """
 
 from __future__ import annotations
@@ -16,12 +22,31 @@ from typing import Any
 
 import numpy as np
 
-from pmpprag.index.lexical import tokenize
+from pmpprag.index.lexical import ZH_STOPWORDS, load_glossary, tokenize
+from pmpprag.index.twins import bridge_text
 from pmpprag.schema import Hit
+from pmpprag.text import CJK, has_cjk
 
-__all__ = ["Sentence", "select_sentences", "split_sentences", "support_scores"]
+__all__ = [
+    "Sentence",
+    "asks_for_code",
+    "key_code_line",
+    "select_sentences",
+    "split_sentences",
+    "support_scores",
+]
 
 _SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(`_])")
+_ZH_SPLIT = re.compile(r"(?<=[。！？；])")
+_ZH_END = "。！？；：）」”"
+_DEFINES = re.compile(r"是|指|称为|叫做|表示|用于|负责|意味着|\bis\b|\bare\b|\bmeans\b|\brefers\b")
+_CODE_QUESTION = re.compile(
+    r"代码|写出|语句|声明|调用|\b(?:code|listing|statement|declare|write|call)s?\b", re.IGNORECASE
+)
+# A sentence that opens with a connective leans on the one before it: a weak direct answer.
+_CONNECTIVE = re.compile(r"^(因此|所以|但是|而且|同时|此外|另外|然而|不过|于是|也就是说|换句话说|反之|相反|"
+                         r"Therefore|Thus|So|But|However|Also|Hence|This|These|It)\b|^(因此|所以|但|而)")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_]\w*)*(?:\(\))?")
 
 
 @dataclass
@@ -32,19 +57,39 @@ class Sentence:
     score: float = 0.0
 
 
+def _whole_chinese_sentence(sentence: str) -> bool:
+    """At least 8 Chinese characters and a proper end: never a fragment cut mid-way."""
+    return len(CJK.findall(sentence)) >= 8 and sentence[-1] in _ZH_END
+
+
 def split_sentences(hits: list[Hit]) -> list[Sentence]:
     """Prose sentences of the passages (code listings and very short fragments are skipped)."""
     out: list[Sentence] = []
     for n, hit in enumerate(hits, 1):
         prose = re.sub(r"```.*?```", " ", hit.chunk.text, flags=re.DOTALL)
+        chinese = hit.chunk.lang == "zh"
         position = 0
         for paragraph in prose.split("\n"):
-            for sentence in _SPLIT.split(paragraph.strip()):
+            pieces = (_ZH_SPLIT if chinese else _SPLIT).split(paragraph.strip())
+            for sentence in pieces:
                 sentence = sentence.strip().lstrip("-\u2022 ").strip()
-                if len(sentence.split()) >= 5:
+                if re.match(r"\d+\.\s", sentence):  # a numbered list item's "1. "
+                    sentence = sentence.split(" ", 1)[1]
+                sentence = re.sub(r"^(答|问)[:：]\s*", "", sentence)  # self-test answers
+                keep = (
+                    _whole_chinese_sentence(sentence)
+                    if chinese and has_cjk(sentence)
+                    else len(sentence.split()) >= 5
+                )
+                if keep:
                     out.append(Sentence(sentence, n, position))
                     position += 1
     return out
+
+
+def _terms(text: str) -> set[str]:
+    """Topic words: tokens less stop words and single Chinese characters."""
+    return {t for t in tokenize(text) if t not in ZH_STOPWORDS and not (len(t) == 1 and has_cjk(t))}
 
 
 def _overlap(query_tokens: set[str], text: str) -> float:
@@ -53,42 +98,122 @@ def _overlap(query_tokens: set[str], text: str) -> float:
     return len(query_tokens & set(tokenize(text))) / len(query_tokens)
 
 
+def _embedded(sentence: str) -> str:
+    """What the English-only embedder reads: a Chinese sentence through its English bridge."""
+    if not has_cjk(sentence):
+        return sentence
+    from pmpprag.schema import Chunk
+
+    probe = Chunk(chunk_id="s", text=sentence, chapter=0, chapter_title="", section="0.0",
+                  section_title="", kind="text", n_tokens=0, source="", lang="zh")  # fmt: skip
+    return bridge_text(probe, load_glossary().english(sentence, 1)) or sentence
+
+
 def score_sentences(
-    embedder: Any, query: str, sentences: list[Sentence], lexical_weight: float = 0.5
-) -> tuple[np.ndarray, np.ndarray]:
+    embedder: Any, query: str, sentences: list[Sentence], lexical_weight: float = 0.5,
+    terms_query: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(scores, sentence vectors): cosine(query, sentence) + lexical_weight * share of the
-    query's terms found in the sentence."""
+    question's terms found in the sentence. ``query`` is what the embedder reads (English);
+    ``terms_query`` (default ``query``) gives the terms, in the question's own language."""
     vectors = embedder.encode(
-        [query] + [s.text for s in sentences],
+        [query] + [_embedded(s.text) for s in sentences],
         normalize_embeddings=True,
         convert_to_numpy=True,
         show_progress_bar=False,
     )
     cosine = vectors[1:] @ vectors[0]
-    terms = set(tokenize(query))
+    terms = _terms(terms_query or query)
     lexical = np.array([_overlap(terms, s.text) for s in sentences])
     return np.asarray(cosine + lexical_weight * lexical), vectors[1:]
 
 
+def _bigrams(text: str) -> set[str]:
+    return {text[i : i + 2] for i in range(len(text) - 1)}
+
+
+def _redundant(a: Sentence, b: Sentence, cosine: float, limit: float) -> bool:
+    """Near-duplicates: close vectors, or (Chinese, whose bridge vectors are coarse) sharing
+    most character pairs."""
+    if has_cjk(a.text) and has_cjk(b.text):
+        x, y = _bigrams(a.text), _bigrams(b.text)
+        return len(x & y) / max(1, min(len(x), len(y))) > 0.6
+    return cosine > limit
+
+
 def select_sentences(
-    embedder: Any, query: str, hits: list[Hit], max_sentences: int = 3, redundancy: float = 0.85
-) -> list[Sentence]:
-    """The best ``max_sentences`` sentences, near-duplicates dropped, in passage reading order."""
+    embedder: Any, query: str, hits: list[Hit], max_sentences: int = 3, redundancy: float = 0.85,
+    question: str | None = None, lexical_weight: float = 0.5,
+) -> list[Sentence]:  # fmt: skip
+    """The best ``max_sentences`` sentences, near-duplicates dropped: the best one first (the
+    direct answer), the rest in passage reading order. ``question`` (default ``query``) is the
+    question in its own language, for the lexical terms; a sentence that defines one of them
+    ("X 是 ...", "X is ...") gets a small bonus."""
     sentences = split_sentences(hits)
     if not sentences:
         return []
-    scores, vectors = score_sentences(embedder, query, sentences)
+    question = question or query
+    scores, vectors = score_sentences(embedder, query, sentences, lexical_weight, question)
+    terms = _terms(question)
+    for i, sentence in enumerate(sentences):
+        head = sentence.text[:40]
+        if any(t in head for t in terms) and _DEFINES.search(head):
+            scores[i] += 0.1
+        if _CONNECTIVE.match(sentence.text):
+            scores[i] -= 0.1
     chosen: list[int] = []
-    for i in np.argsort(-scores):
+    for i in np.argsort(-scores, kind="stable"):
         if len(chosen) == max_sentences:
             break
-        if any(float(vectors[i] @ vectors[j]) > redundancy for j in chosen):
+        if any(
+            _redundant(sentences[i], sentences[j], float(vectors[i] @ vectors[j]), redundancy)
+            for j in chosen
+        ):
             continue
         chosen.append(int(i))
     picked = [sentences[i] for i in chosen]
     for i, s in zip(chosen, picked, strict=True):
         s.score = float(scores[i])
-    return sorted(picked, key=lambda s: (s.passage, s.position))
+    return picked[:1] + sorted(picked[1:], key=lambda s: (s.passage, s.position))
+
+
+def asks_for_code(question: str) -> bool:
+    """Is the question about code: code words, or an identifier such as `blockIdx.x`?"""
+    if _CODE_QUESTION.search(question):
+        return True
+    return any(
+        "_" in w or "." in w or w.endswith("()") or (w[0].islower() and not w.islower())
+        for w in _IDENTIFIER.findall(question)
+        if len(w) > 3
+    )
+
+
+_C_WORDS = frozenset(
+    "int float double char void const unsigned return if else for while size_t bool auto n i j".split()
+)
+
+
+def key_code_line(question: str, hits: list[Hit], chosen: list[Sentence]) -> tuple[str, int] | None:
+    """(line, passage number) of the listing line that shares the most identifiers with the
+    question (at least two, C keywords aside; the chosen sentences' identifiers break ties);
+    None when no line does."""
+    asked = {t for t in tokenize(question) if t.isascii()} - _C_WORDS
+    asked |= {t for term in load_glossary().english(question, 1) for t in tokenize(term)}
+    context = {t for t in tokenize(" ".join(s.text for s in chosen)) if t.isascii()} - _C_WORDS
+    best: tuple[float, str, int] | None = None
+    for n, hit in enumerate(hits, 1):
+        for block in re.findall(r"```[^\n]*\n(.*?)```", hit.chunk.text, flags=re.DOTALL):
+            for line in block.split("\n"):
+                code = line.split("//")[0].strip()
+                if len(code) < 8 or code.startswith(("#", "/*", "*")):
+                    continue
+                tokens = set(tokenize(code))
+                shared = len(asked & tokens)
+                # more shared identifiers first; then the sentences' ones; then the earlier passage
+                score = shared + 0.1 * len(context & tokens) - 0.01 * n
+                if shared >= 2 and (best is None or score > best[0]):
+                    best = (score, code, n)
+    return (best[1], best[2]) if best else None
 
 
 def support_scores(

@@ -22,15 +22,15 @@ from typing import Any, Literal
 
 from pmpprag.config import load_config, option
 from pmpprag.index import Retriever, RetrieverConfig
-from pmpprag.index.lexical import has_cjk
+from pmpprag.text import has_cjk
 from pmpprag.rag.calc import solve, worked_text
-from pmpprag.rag.extractive import select_sentences
+from pmpprag.rag.extractive import asks_for_code, key_code_line, select_sentences
 from pmpprag.rag.mcq import McqMethod, answer_mcq
 from pmpprag.rag.prompts import (
     ANSWER_INSTRUCTIONS,
     CALCULATOR_HINT,
     CONCISE,
-    EXTRACTIVE_LEAD,
+    KEY_CODE,
     NOT_COVERED,
     WORKED_LEAD,
     build_context,
@@ -174,9 +174,10 @@ class Assistant:
                 if self.retriever is None:
                     raise ValueError("this assistant was loaded with rag=false: no index to search")
                 query = item.text if not item.choices else f"{item.text} {' '.join(item.choices)}"
-                hits = self.retriever.retrieve(query, k=k, chapters=item.chapters)
-                retrieval_s = self.retriever.last_seconds
-                confidence = self.retriever.last_top.get("dense", 1.0)
+                found = self.retriever.retrieve(
+                    query, k=k, chapters=item.chapters, language=language
+                )
+                hits, retrieval_s, confidence = found.hits, found.seconds, found.confidence
                 if confidence < self.cfg.min_confidence:
                     answers[i] = Answer(question=item.text, text=NOT_COVERED[language], language=language,
                                         mode="not-covered", passages=hits, retrieval_s=retrieval_s,
@@ -236,13 +237,20 @@ class Assistant:
         self, question: str, language: str, hits: list[Hit], retrieval_s: float, started: float
     ) -> Answer:
         query = self.retriever.expand(question)[0] if self.retriever else question
-        sentences = select_sentences(self.retriever.embedder, query, hits, self.cfg.max_sentences)  # type: ignore[union-attr]
-        body = " ".join(f"{s.text} [{s.passage}]" for s in sentences)
+        sentences = select_sentences(self.retriever.embedder, query, hits, self.cfg.max_sentences,  # type: ignore[union-attr]
+                                     question=question)  # fmt: skip
+        gap = "" if language == "zh" else " "  # Chinese sentences run on without spaces
+        parts = [f"{s.text}{gap}[{s.passage}]" for s in sentences]
+        cited = [s.passage for s in sentences]
+        code = key_code_line(question, hits, sentences) if asks_for_code(question) else None
+        if code is not None:
+            parts.append(KEY_CODE[language].format(code=code[0]) + f"{gap}[{code[1]}]")
+            cited.append(code[1])
         worked = solve(question) if self.cfg.calculator else []
         lead = WORKED_LEAD[language].format(work=worked_text(worked)) if worked else ""
         wall = time.perf_counter() - started
-        return Answer(question=question, text=lead + EXTRACTIVE_LEAD[language] + body, language=language,  # type: ignore[arg-type]
-                      mode="extractive+calculate" if worked else "extractive", citations=self._citations(hits, [s.passage for s in sentences]),
+        return Answer(question=question, text=lead + gap.join(parts), language=language,  # type: ignore[arg-type]
+                      mode="extractive+calculate" if worked else "extractive", citations=self._citations(hits, cited),
                       passages=hits, retrieval_s=retrieval_s, ttft_s=wall, wall_s=wall)  # fmt: skip
 
     def _abstractive(

@@ -52,7 +52,8 @@ NOT_COVERED = {
     "en": "The textbook index does not seem to cover this question, so I will not guess.",
     "zh": "教材索引中没有找到与这个问题相关的内容，因此不作猜测。",
 }
-EXTRACTIVE_LEAD = {"en": "", "zh": "根据教材原文（英文）："}
+# After the quoted sentences when the question is about code: the listing line that matches it.
+KEY_CODE = {"en": "Key code: `{code}`", "zh": "关键代码：`{code}`。"}
 # Before the quoted sentences when the worked-formula calculator read the question.
 WORKED_LEAD = {"en": "Worked: {work}. ", "zh": "计算：{work}。"}
 # After the question in abstractive prompts when the calculator read it.
