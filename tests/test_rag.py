@@ -13,6 +13,7 @@ from pmpprag.api import Assistant, Question, RagConfig
 from pmpprag.eval.testset import read_testset
 from pmpprag.rag.prompts import build_context, parse_letter
 from pmpprag.serve.generation import Generation, GeneratorConfig, SamplingConfig
+from pmpprag.text import cjk_share
 
 ROOT = Path(__file__).parents[1]
 
@@ -40,13 +41,34 @@ def test_extractive_answer_quotes_and_cites_only_given_passages(assistant: Assis
     assert all(c.page_label for c in answer.citations)
 
 
-def test_chinese_question_retrieves_english_passages_and_answers_in_chinese(
+def test_chinese_question_is_answered_in_chinese_from_the_chinese_notes(
     assistant: Assistant,
 ) -> None:
     answer = assistant.ask("什么是线程束分歧？它如何影响性能？")
-    assert answer.language == "zh" and answer.text.startswith("根据教材")
+    assert answer.language == "zh" and answer.mode == "extractive"
+    assert all(h.chunk.lang == "zh" for h in answer.passages)
     assert any(h.chunk.section == "4.5" for h in answer.passages)
-    assert re.search(r"diverg", answer.text)
+    assert cjk_share(answer.text) >= 0.5 and "根据教材" not in answer.text  # no English, no lead-in
+    quoted = re.findall(r"(.+?[。！？；：）])\[(\d+)\]", answer.text)
+    assert quoted
+    for sentence, n in quoted:  # whole sentences of the cited Chinese passage, never cut off
+        assert sentence in answer.passages[int(n) - 1].chunk.text.replace("`", "")
+    assert {c.chunk_id for c in answer.citations} <= {h.chunk.chunk_id for h in answer.passages}
+    assert all(c.page_label is None and c.section for c in answer.citations)  # cited by section
+
+
+def test_chinese_code_question_ends_with_the_key_code_line(assistant: Assistant) -> None:
+    answer = assistant.ask("分块矩阵乘法中如何把 M 的元素载入共享内存 Mds？写出关键语句。")
+    assert "关键代码：`" in answer.text and "Mds[ty][tx]" in answer.text.split("关键代码")[-1]
+    assert answer.text.index("关键代码") > answer.text.index("[1]" if "[1]" in answer.text else "[")
+
+
+def test_english_question_in_a_bilingual_index_gets_english_passages(
+    assistant: Assistant,
+) -> None:
+    answer = assistant.ask("What is warp divergence?")
+    assert answer.language == "en" and all(h.chunk.lang == "en" for h in answer.passages)
+    assert cjk_share(answer.text) == 0.0
 
 
 def test_chapter_filter_and_off_topic_guard_rail(assistant: Assistant) -> None:

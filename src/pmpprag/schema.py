@@ -54,7 +54,9 @@ class Chunk(BaseModel):
     line_start: int | None = None  # 1-based source line range (Markdown/text input)
     line_end: int | None = None
     lang: Literal["en", "zh"] = "en"  # the language of the prose
-    twins: list[str] = Field(default_factory=list)  # the same part of the section in the other language
+    twins: list[str] = Field(
+        default_factory=list
+    )  # the same part of the section in the other language
     meta: dict[str, str] = Field(default_factory=dict)
 
 

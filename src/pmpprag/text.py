@@ -24,5 +24,5 @@ def cjk_share(text: str) -> float:
 
 
 def prose_language(text: str) -> Literal["en", "zh"]:
-    """"zh" when at least half of the prose's words are Chinese characters."""
+    """ "zh" when at least half of the prose's words are Chinese characters."""
     return "zh" if cjk_share(text) >= 0.5 else "en"

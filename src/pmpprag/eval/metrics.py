@@ -32,6 +32,7 @@ __all__ = [
     "course_rouge_l",
     "keypoint_coverage",
     "percentile",
+    "repeated_ngram_share",
     "rouge_l",
 ]
 
@@ -147,6 +148,14 @@ def keypoint_coverage(
     result.missed = [p for p in key_points if p not in result.how]
     result.coverage = len(result.matched) / len(key_points)
     return result
+
+
+def repeated_ngram_share(answer: str, n: int = 4) -> float:
+    """Share of an answer's character n-grams (spaces dropped) that occur earlier in it: 0 for
+    text that never repeats itself, near 1 for a loop ("主机和设备；主机和设备；...")."""
+    text = re.sub(r"\s+", "", answer)
+    grams = [text[i : i + n] for i in range(len(text) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -24,8 +24,8 @@ from typing import Any
 
 from pmpprag.config import option, to_dict
 from pmpprag.index import Retriever, RetrieverConfig
-from pmpprag.text import has_cjk
 from pmpprag.schema import atomic_write
+from pmpprag.text import has_cjk
 
 logger = logging.getLogger(__name__)
 

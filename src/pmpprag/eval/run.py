@@ -30,6 +30,7 @@ from pmpprag.eval.metrics import (
     course_rouge_l,
     keypoint_coverage,
     percentile,
+    repeated_ngram_share,
     rouge_l,
 )
 from pmpprag.eval.overlap import CORPUS, overlap_report
@@ -38,6 +39,7 @@ from pmpprag.eval.testset import TestItem, read_testset
 from pmpprag.rag.pipeline import Assistant, Question, RagConfig
 from pmpprag.rag.prompts import parse_letter
 from pmpprag.schema import Answer, atomic_write, write_jsonl
+from pmpprag.text import cjk_share, has_cjk
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +101,9 @@ def score_items(
             row["course_rouge_l"] = course_rouge_l(answer, item.answer)
             row["cjk_rouge_l"] = cjk_rouge_l(answer, item.answer)
             row["rouge_l"] = rouge_l(answer, item.answer)
+            row["repeated_4gram"] = repeated_ngram_share(answer)
+            if has_cjk(item.question):  # is the answer to a Chinese question written in Chinese?
+                row["mostly_chinese"] = float(cjk_share(answer) >= 0.5)
             if item.key_points:
                 kp = keypoint_coverage(answer, item.key_points, embedder)
                 row.update(key_point_coverage=kp.coverage, key_points_matched=kp.matched,
@@ -134,6 +139,8 @@ def summarise(rows: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
         "open": {"n": len(open_), "course_rouge_l": _mean(open_, "course_rouge_l"),
                  "cjk_rouge_l": _mean(open_, "cjk_rouge_l"), "rouge_l": _mean(open_, "rouge_l"),
                  "key_point_coverage": _mean(open_, "key_point_coverage"),
+                 "repeated_4gram": _mean(open_, "repeated_4gram"),
+                 "mostly_chinese": _mean(open_, "mostly_chinese"),
                  "with_key_points": sum(1 for r in open_ if "key_point_coverage" in r)},
     }  # fmt: skip
     by_chapter: dict[str, dict[str, Any]] = defaultdict(dict)
@@ -222,6 +229,9 @@ def headline(metrics: dict[str, Any]) -> str:
         parts.append(f"mcq accuracy {q['mcq']['accuracy']}")
     if q["open"]["n"]:
         parts.append(f"course ROUGE-L {q['open']['course_rouge_l']}")
+        parts.append(f"CJK ROUGE-L {q['open']['cjk_rouge_l']}")
+        if q["open"]["mostly_chinese"] is not None:
+            parts.append(f"Chinese answers {q['open']['mostly_chinese']}")
         if q["open"]["with_key_points"]:
             parts.append(f"key points {q['open']['key_point_coverage']}")
     parts.append(f"{s['questions_per_s']} q/s")

@@ -3,11 +3,12 @@
 The Chinese companion notes keep the English notes' section numbering and put the same code
 listings in the same places, so within one section the two texts run in the same order. The
 chunks of a section are aligned in that order by dynamic time warping: a monotone path from
-the first pair of chunks to the last that maximises the summed similarity of the pairs it
-visits, where similarity is the overlap of the English words each chunk holds (its own words
+the first pair of chunks to the last that minimises the summed cost (1 - similarity) of the
+pairs it visits, where similarity is the overlap of the English words each chunk holds (its own words
 for an English chunk; for a Chinese one, the identifiers and numbers it spells plus the
 glossary's English for its terms), and a shared code listing counts fully. Every pair on the
-path are twins, so every chunk has at least one. A hit in one language can then bring its
+path are twins, so every chunk has at least one; so are chunks whose relative positions in
+the section overlap, since the two languages cut their chunks at different places. A hit in one language can then bring its
 twin: a Chinese answer cites Chinese sentences for a passage found through the English text.
 """
 
@@ -46,23 +47,29 @@ def _similarity(a: Chunk, b: Chunk, words: dict[str, set[str]]) -> float:
 
 
 def _align(similarity: np.ndarray) -> list[tuple[int, int]]:
-    """The monotone path (0, 0) -> (m-1, n-1), steps (1,0), (0,1), (1,1), of highest summed
-    similarity (dynamic time warping)."""
-    m, n = similarity.shape
-    best = np.full((m, n), -np.inf)
+    """The monotone path (0, 0) -> (m-1, n-1), steps (1,0), (0,1), (1,1), of least summed
+    cost 1 - similarity (dynamic time warping; a cost, so that a detour through a pair must
+    earn its place rather than add to a sum)."""
+    cost = 1.0 - np.minimum(similarity, 1.0)
+    m, n = cost.shape
+    best = np.full((m, n), np.inf)
     for i in range(m):
         for j in range(n):
-            before = 0.0 if i == j == 0 else max(
-                best[i - 1, j] if i else -np.inf,
-                best[i, j - 1] if j else -np.inf,
-                best[i - 1, j - 1] if i and j else -np.inf,
+            before = (
+                0.0
+                if i == j == 0
+                else min(
+                    best[i - 1, j] if i else np.inf,
+                    best[i, j - 1] if j else np.inf,
+                    best[i - 1, j - 1] if i and j else np.inf,
+                )
             )
-            best[i, j] = before + similarity[i, j]
+            best[i, j] = before + cost[i, j]
     path = [(m - 1, n - 1)]
     i, j = m - 1, n - 1
     while (i, j) != (0, 0):
         steps = [(a, b) for a, b in ((i - 1, j - 1), (i - 1, j), (i, j - 1)) if a >= 0 and b >= 0]
-        i, j = max(steps, key=lambda s: best[s])
+        i, j = min(steps, key=lambda s: best[s])
         path.append((i, j))
     return path[::-1]
 
@@ -78,10 +85,18 @@ def link_twins(chunks: list[Chunk]) -> list[Chunk]:
             continue
         (_, a), (_, b) = sorted(languages.items())[:2]
         words = {chunks[n].chunk_id: _words(chunks[n]) for n in a + b}
-        similarity = np.array(
-            [[_similarity(chunks[x], chunks[y], words) for y in b] for x in a]
-        )
-        for i, j in _align(similarity):
+        similarity = np.array([[_similarity(chunks[x], chunks[y], words) for y in b] for x in a])
+        pairs = set(_align(similarity))
+        # chunk boundaries differ between the languages: chunks whose relative spans in the
+        # section overlap ([i/m, (i+1)/m) and [j/n, (j+1)/n)) share text at the boundary too
+        m, n = len(a), len(b)
+        pairs |= {
+            (i, j)
+            for i in range(m)
+            for j in range(n)
+            if i * n < (j + 1) * m and j * m < (i + 1) * n
+        }
+        for i, j in pairs:
             twins[a[i]].add(b[j])
             twins[b[j]].add(a[i])
     return [

@@ -44,8 +44,10 @@ _CODE_QUESTION = re.compile(
     r"代码|写出|语句|声明|调用|\b(?:code|listing|statement|declare|write|call)s?\b", re.IGNORECASE
 )
 # A sentence that opens with a connective leans on the one before it: a weak direct answer.
-_CONNECTIVE = re.compile(r"^(因此|所以|但是|而且|同时|此外|另外|然而|不过|于是|也就是说|换句话说|反之|相反|"
-                         r"Therefore|Thus|So|But|However|Also|Hence|This|These|It)\b|^(因此|所以|但|而)")
+_CONNECTIVE = re.compile(
+    r"^(因此|所以|但是|而且|同时|此外|另外|然而|不过|于是|也就是说|换句话说|反之|相反|"
+    r"Therefore|Thus|So|But|However|Also|Hence|This|These|It)\b|^(因此|所以|但|而)"
+)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_]\w*)*(?:\(\))?")
 
 
@@ -145,8 +147,8 @@ def select_sentences(
     embedder: Any, query: str, hits: list[Hit], max_sentences: int = 3, redundancy: float = 0.85,
     question: str | None = None, lexical_weight: float = 0.5,
 ) -> list[Sentence]:  # fmt: skip
-    """The best ``max_sentences`` sentences, near-duplicates dropped: the best one first (the
-    direct answer), the rest in passage reading order. ``question`` (default ``query``) is the
+    """The best ``max_sentences`` sentences, near-duplicates dropped, in passage reading order;
+    when the best one defines a term of the question it leads, as the direct answer. ``question`` (default ``query``) is the
     question in its own language, for the lexical terms; a sentence that defines one of them
     ("X 是 ...", "X is ...") gets a small bonus."""
     sentences = split_sentences(hits)
@@ -155,9 +157,11 @@ def select_sentences(
     question = question or query
     scores, vectors = score_sentences(embedder, query, sentences, lexical_weight, question)
     terms = _terms(question)
+    defines = np.zeros(len(sentences), dtype=bool)
     for i, sentence in enumerate(sentences):
         head = sentence.text[:40]
-        if any(t in head for t in terms) and _DEFINES.search(head):
+        defines[i] = any(t in head for t in terms) and bool(_DEFINES.search(head))
+        if defines[i]:
             scores[i] += 0.1
         if _CONNECTIVE.match(sentence.text):
             scores[i] -= 0.1
@@ -174,7 +178,10 @@ def select_sentences(
     picked = [sentences[i] for i in chosen]
     for i, s in zip(chosen, picked, strict=True):
         s.score = float(scores[i])
-    return picked[:1] + sorted(picked[1:], key=lambda s: (s.passage, s.position))
+    # A sentence that defines the asked term leads; otherwise the notes' own order reads best
+    # (ROUGE-L on the team's authored pairs: reading order 0.239 vs best-first 0.234 in Chinese).
+    lead = picked[:1] if chosen and defines[chosen[0]] else []
+    return lead + sorted(picked[len(lead) :], key=lambda s: (s.passage, s.position))
 
 
 def asks_for_code(question: str) -> bool:
