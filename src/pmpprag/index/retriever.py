@@ -77,8 +77,13 @@ class RetrieverConfig:
     glossary_variants: int = option(2, "English variants added per glossary term")
     reranker: str | None = option(None, "cross-encoder folder/hub id to re-rank fused candidates")
     rerank_top: int = option(20, "candidates the cross-encoder re-scores")
+    bridge_weight: float = option(
+        0.5,
+        "fusion weight factor of the dense ranking of Chinese chunks, which an English-only "
+        "embedder reads through their English bridge (ignored with multilingual: true)",
+    )
     cross_weight: dict[str, float] = option(
-        default_factory=lambda: {"en": 0.0, "zh": 1.0},
+        default_factory=lambda: {"en": 0.0, "zh": 0.5},
         help="index of both languages: fusion weight, by question language, of the rankings "
         "found in the other language's text and projected through twins",
     )
@@ -137,7 +142,7 @@ class Retriever:
         if not has_cjk(query):
             return query, []
         english = self.glossary.english(query, self.cfg.glossary_variants)
-        ascii_words = " ".join(re.findall(r"[A-Za-z_][\w.]*|\d+(?:\.\d+)?", query))
+        ascii_words = " ".join(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*|\d+(?:\.\d+)?", query))
         dense = " ".join([ascii_words, *english]).strip()
         if self.cfg.multilingual or not dense:
             dense = f"{query} {dense}".strip()
@@ -219,6 +224,8 @@ class Retriever:
         for name, results in ranked.items():
             out[name] = [(i, s) for i, s in results if chunks[i].lang == language]
             out_weights[name] = weights[name]
+            if name == "dense" and language != "en" and not self.cfg.multilingual:
+                out_weights[name] *= self.cfg.bridge_weight
             if cross > 0:
                 other = [(i, s) for i, s in results if chunks[i].lang != language]
                 out[f"{name}~"] = self._project(other, language)
