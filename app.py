@@ -180,7 +180,9 @@ def citation_rows(answer: Answer) -> pd.DataFrame:
 
 def short_citations(answer: Answer) -> str:
     return "; ".join(
-        f"[{c.n}] ch {c.chapter} §{c.section}" + (f" p. {c.page_label}" if c.page_label else "")
+        f"[{c.n}] ch {c.chapter} §{c.section}"
+        + (f" p. {c.page_label}" if c.page_label else "")
+        + (" (中文笔记)" if c.lang == "zh" else "")
         for c in answer.citations
     )
 

@@ -79,6 +79,7 @@ class Citation(BaseModel):
     section: str
     section_title: str
     page_label: str | None = None
+    lang: Literal["en", "zh"] = "en"  # which notes: the Chinese ones are cited by section
 
 
 class Answer(BaseModel):

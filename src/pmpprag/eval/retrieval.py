@@ -100,7 +100,7 @@ def evaluate(
             "gold": sorted(gold),
         }
         for mode in MODES:
-            hits = retriever.retrieve(item["question"], k=max(KS), mode=mode)  # type: ignore[arg-type]
+            hits = retriever.retrieve(item["question"], k=max(KS), mode=mode).hits  # type: ignore[arg-type]
             ranks = [h.rank for h in hits if h.chunk.chunk_id in gold]
             row[mode] = {
                 "rank": ranks[0] if ranks else None,

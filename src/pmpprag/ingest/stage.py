@@ -95,6 +95,8 @@ def corpus_sha256(folder: Path) -> str:
     """One hash over a notes folder's chapter files (names and bytes): what an index records."""
     h = hashlib.sha256()
     for path in sorted(Path(folder).glob("*.md")):
+        if path.name.lower() == "readme.md":  # not ingested
+            continue
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()

@@ -21,8 +21,8 @@ from collections.abc import Callable
 import numpy as np
 
 from pmpprag.eval.overlap import char_ngrams, normalise
-from pmpprag.text import has_cjk
 from pmpprag.schema import QAPair
+from pmpprag.text import has_cjk
 
 __all__ = ["CHECKS", "bigram_jaccard", "check_pair", "grounding", "near_duplicates"]
 

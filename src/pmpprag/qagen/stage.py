@@ -66,7 +66,12 @@ class QagenConfig:
     dedupe_jaccard: float = option(0.7, "Chinese: character-bigram Jaccard at which it repeats")
     embedder: str = option("minilm-l6", "embedding model for near-duplicate questions")
     held_out: list[Path] = option(
-        [Path("eval/sample_en.jsonl"), Path("eval/sample_zh.txt"), Path("data/dev/mcq_dev.jsonl")],
+        [
+            Path("eval/sample_en.jsonl"),
+            Path("eval/sample_zh.txt"),
+            Path("data/dev/mcq_dev.jsonl"),
+            Path("data/dev/open_zh_dev.jsonl"),
+        ],
         "test sets no pair may repeat (20-character n-gram overlap, as in `eval overlap`)",
     )
     held_out_threshold: float = option(0.5, "share of n-grams at which a pair repeats a test item")

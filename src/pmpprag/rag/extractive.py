@@ -87,7 +87,7 @@ def split_sentences(hits: list[Hit]) -> list[Sentence]:
             pieces = (_ZH_SPLIT if chinese else _SPLIT).split(paragraph.strip())
             for sentence in pieces:
                 sentence = sentence.strip().lstrip("-\u2022 ").strip()
-                if re.match(r"\d+\.\s", sentence):  # a numbered list item's "1. "
+                if chinese and re.match(r"\d+\.\s", sentence):  # a numbered list item's "1. "
                     sentence = sentence.split(" ", 1)[1]
                 sentence = re.sub(r"^(答|问)[:：]\s*", "", sentence)  # self-test answers
                 keep = (

@@ -22,7 +22,6 @@ from typing import Any, Literal
 
 from pmpprag.config import load_config, option
 from pmpprag.index import Retriever, RetrieverConfig
-from pmpprag.text import has_cjk
 from pmpprag.rag.calc import solve, worked_text
 from pmpprag.rag.extractive import (
     LEXICAL_WEIGHT,
@@ -50,6 +49,7 @@ from pmpprag.serve.generation import (
     SamplingConfig,
     load_generator,
 )
+from pmpprag.text import has_cjk
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ class Assistant:
         for n in sorted(set(numbers)):
             c = hits[n - 1].chunk
             out.append(Citation(n=n, chunk_id=c.chunk_id, chapter=c.chapter, section=c.section,
-                                section_title=c.section_title, page_label=c.page_label))  # fmt: skip
+                                section_title=c.section_title, page_label=c.page_label, lang=c.lang))  # fmt: skip
         return out
 
     def _extractive(

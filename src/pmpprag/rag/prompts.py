@@ -66,6 +66,8 @@ CALCULATOR_HINT = {
 def provenance(hit: Hit) -> str:
     c = hit.chunk
     page = f", p. {c.page_label}" if c.page_label else ""
+    if c.lang == "zh":  # the Chinese notes are cited by section
+        return f"第 {c.chapter} 章 {c.section} {c.section_title}（中文笔记）{page}"
     return f"Chapter {c.chapter}, {c.section} {c.section_title}{page}"
 
 
