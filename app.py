@@ -272,13 +272,26 @@ def sidebar_config() -> tuple[str, RagConfig, str]:
         on_change=reset_overrides,
     )
     cfg = load_config(RagConfig, ROOT / config)
-    index = st.sidebar.text_input(
+    # Only the project's index folders (and the one the operator set in the environment): a
+    # browser user must not be able to load, or probe for, any other path on the server.
+    choices = index_folders()
+    preset = os.environ.get(INDEX_ENV, "")
+    if preset and preset not in choices:
+        choices.insert(0, preset)
+    index = st.sidebar.selectbox(
         "Index folder (blank: the config's)",
-        value=os.environ.get(INDEX_ENV, ""),
-        placeholder=str(cfg.index),
+        ["", *choices],
+        index=1 if preset else 0,
         key="index",
     )
     return config, cfg, index.strip()
+
+
+def index_folders() -> list[str]:
+    """The index folders under index/, relative to the project."""
+    return sorted(
+        str(p.parent.relative_to(ROOT)) for p in (ROOT / "index").glob("*/manifest.json")
+    )
 
 
 def sidebar() -> tuple[Assistant, Settings]:

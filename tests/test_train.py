@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,15 @@ def test_sft_learns_and_writes_adapter_merged_model_and_loss_curve(
     assert "eval_loss" in m["eval"] and m["trainable_parameters"] > 0
     assert (sft_run.out / "loss.png").stat().st_size > 1000
     assert (sft_run.adapter / "adapter_model.safetensors").is_file()
+    # the base is recorded as the user named it, not a cache path of this machine
+    config = json.loads((sft_run.adapter / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tiny_model_and_adapter[0])
+    # readable by another user or container under an ordinary umask (mkstemp/mkdtemp are 0600/0700)
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (sft_run.adapter, sft_run.adapter / "adapter_config.json", sft_run.out / "metrics.json"):
+        expected = (0o777 if path.is_dir() else 0o666) & ~umask
+        assert path.stat().st_mode & 0o777 == expected, path
 
     # the merged folder is base + adapter: same logits as the adapter applied at run time
     base, _ = tiny_model_and_adapter

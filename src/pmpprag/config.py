@@ -187,19 +187,34 @@ def _coerce(hint: Any, value: Any, name: str, source: str) -> Any:
     return value
 
 
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """A config as plain YAML-safe data (paths as strings), for ``config.yaml`` beside results."""
+# A setting whose name holds one of these words is a secret: never written to disk or logged.
+SECRET_WORDS = ("token", "secret", "password", "apikey")
+REDACTED = "<redacted>"
 
-    def plain(v: Any) -> Any:
+
+def is_secret(name: str) -> bool:
+    """``api_key``, ``judge_api_key``, ``hf_token``, ``client_secret``; not ``max_tokens`` or
+    ``tokenizer``."""
+    name = name.lower()
+    return name.endswith(("api_key", "apikey")) or bool(set(name.split("_")) & set(SECRET_WORDS))
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A config as plain YAML-safe data (paths as strings), for ``config.yaml`` beside results.
+    Secrets (``api_key``, ``judge_api_key``, ...) that are set come out as ``<redacted>``."""
+
+    def plain(v: Any, name: str = "") -> Any:
+        if v is not None and v != "" and is_secret(name):
+            return REDACTED
         if isinstance(v, Path):
             return str(v)
         if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
+            return {k: plain(x, str(k)) for k, x in v.items()}
         if isinstance(v, (list, tuple)):
             return [plain(x) for x in v]
         return v
 
-    return {k: plain(v) for k, v in dataclasses.asdict(cfg).items()}
+    return {k: plain(v, k) for k, v in dataclasses.asdict(cfg).items()}
 
 
 def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[str, str, str]]:

@@ -15,6 +15,7 @@ with its line number and what is wrong.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from pathlib import Path
@@ -45,9 +46,21 @@ class TestItem(BaseModel):
     section: str | None = None  # the course format's section header, e.g. "二、适中题"
 
 
+def _text(path: Path) -> str:
+    """The file as UTF-8; another encoding is an error naming the line of the first bad byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        lineno = data[: err.start].count(b"\n") + 1
+        raise TestSetError(
+            f"{path}:{lineno}: not UTF-8 (byte {data[err.start]:#04x}); save the file as UTF-8"
+        ) from err
+
+
 def _jsonl(path: Path) -> list[TestItem]:
     items = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(_text(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -80,7 +93,7 @@ def _course_text(path: Path) -> list[TestItem]:
     items: list[TestItem] = []
     section: str | None = None
     current: dict | None = None
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = _text(path).splitlines()
 
     def close(lineno: int) -> None:
         if current is None:
@@ -136,13 +149,19 @@ def _course_text(path: Path) -> list[TestItem]:
 
 
 def _csv(path: Path) -> list[TestItem]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"question", "answer"} <= set(reader.fieldnames):
-            raise TestSetError(f"{path}:1: the header needs 'question' and 'answer' columns")
-        items = []
+    text = _text(path)
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    if not reader.fieldnames or not {"question", "answer"} <= set(reader.fieldnames):
+        raise TestSetError(f"{path}:1: the header needs 'question' and 'answer' columns")
+    items = []
+    try:
         for row in reader:
             lineno = reader.line_num
+            if None in row or None in row.values():
+                raise TestSetError(
+                    f"{path}:{lineno}: {len(reader.fieldnames)} columns expected; "
+                    "is a quote left open or a comma unquoted?"
+                )
             if not (row.get("question") or "").strip():
                 raise TestSetError(f"{path}:{lineno}: empty question")
             items.append(
@@ -152,7 +171,13 @@ def _csv(path: Path) -> list[TestItem]:
                     answer=row["answer"] or "",
                 )
             )
-        return items
+    except csv.Error as err:
+        raise TestSetError(f"{path}:{reader.line_num}: {err}") from err
+    if text.count('"') % 2:  # a quote never closed swallows the rest of the file into one field
+        raise TestSetError(
+            f"{path}: an odd number of '\"' characters: a quoted field is not closed"
+        )
+    return items
 
 
 def read_testset(path: str | Path) -> list[TestItem]:
@@ -161,11 +186,14 @@ def read_testset(path: str | Path) -> list[TestItem]:
     if not path.is_file():
         raise TestSetError(f"{path} does not exist")
     readers = {".jsonl": _jsonl, ".txt": _course_text, ".csv": _csv}
-    if path.suffix not in readers:
+    suffix = path.suffix.lower()  # QUESTIONS.TXT is a .txt file too
+    if suffix not in readers:
         raise TestSetError(
             f"{path}: unknown test-set format {path.suffix!r}; use .jsonl, .txt or .csv"
         )
-    items = readers[path.suffix](path)
+    items = readers[suffix](path)
+    if not items:
+        raise TestSetError(f"{path}: the test set holds no items")
     ids = [i.id for i in items]
     if len(set(ids)) != len(ids):
         raise TestSetError(f"{path}: duplicate item ids")

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, StrictInt, ValidationError
+
 from pmpprag.schema import Chunk, RecordError, read_jsonl
 
 logger = logging.getLogger(__name__)
@@ -58,6 +60,18 @@ class StoredIndex:
     bm25: Any
 
 
+class Manifest(BaseModel):
+    """The fields a loader relies on, with their types (``manifest.json`` holds more)."""
+
+    format: int
+    embedding_model: str
+    dimension: StrictInt
+    chunks: StrictInt
+    faiss_type: str
+    files: dict[str, str]
+    passage_prefix: str = ""
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
     path = Path(folder) / "manifest.json"
     if not Path(folder).is_dir():
@@ -72,6 +86,15 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         ) from err
     except json.JSONDecodeError as err:
         raise IndexError_(f"{path} is corrupt ({err}); rebuild the index") from err
+    try:
+        Manifest.model_validate(manifest)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "the top level"
+        raise IndexError_(
+            f"{path}: {where}: {first['msg']}; this is not an index manifest pmpprag wrote "
+            "(rebuild the index)"
+        ) from err
     if manifest.get("format") != FORMAT_VERSION:
         raise IndexError_(
             f"{path}: index format {manifest.get('format')} is not {FORMAT_VERSION}; rebuild it"

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import yaml
 
+from pmpprag import models
 from pmpprag.config import option, to_dict
 from pmpprag.schema import atomic_folder, atomic_write
 from pmpprag.train.data import load_rows, to_conversations
@@ -190,6 +191,16 @@ def _build_trainer(cfg: TrainConfig, device: str, train_rows: list, val_rows: li
     )
 
 
+def _portable_base(config: Path, model: str) -> None:
+    """peft records the folder the base was loaded from, here a converted copy in this machine's
+    cache; record the model's hub id (a packaged model) or the name given instead, so the adapter
+    means the same on another machine or in a container."""
+    packaged = models.REGISTRY.get(model)
+    data = json.loads(config.read_text(encoding="utf-8"))
+    data["base_model_name_or_path"] = packaged.hub_id if packaged else model
+    config.write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
 def run(cfg: TrainConfig) -> TrainResult:
     """Train the adapter, save it (and the merged model), plot and report the losses."""
     started = time.perf_counter()
@@ -223,6 +234,7 @@ def run(cfg: TrainConfig) -> TrainResult:
     with atomic_folder(out / "adapter") as folder:
         model.save_pretrained(folder, selected_adapters=["default"])
         tokenizer.save_pretrained(folder)
+        _portable_base(folder / "adapter_config.json", cfg.model)
     merged_path = None
     if cfg.merge:
         merged = model.merge_and_unload(adapter_names=["default"])
