@@ -103,7 +103,7 @@ def test_bad_input_gets_4xx_and_server_survives(
         server + "/predict", content=body, headers={"content-type": "application/json"}, timeout=60
     )
     assert r.status_code == status
-    assert __import__("re").search(message, r.json()["error"])
+    assert __import__("re").search(message, r.json()["error"]["message"])
     assert httpx.get(server + "/").json() == {"status": "ok"}
 
 

@@ -84,7 +84,11 @@ def test_sft_learns_and_writes_adapter_merged_model_and_loss_curve(
     # readable by another user or container under an ordinary umask (mkstemp/mkdtemp are 0600/0700)
     umask = os.umask(0)
     os.umask(umask)
-    for path in (sft_run.adapter, sft_run.adapter / "adapter_config.json", sft_run.out / "metrics.json"):
+    for path in (
+        sft_run.adapter,
+        sft_run.adapter / "adapter_config.json",
+        sft_run.out / "metrics.json",
+    ):
         expected = (0o777 if path.is_dir() else 0o666) & ~umask
         assert path.stat().st_mode & 0o777 == expected, path
 

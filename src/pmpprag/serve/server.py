@@ -11,9 +11,14 @@ Endpoints:
   and ``GET /v1/models``.
 
 Concurrent requests are collected for up to ``batch_window_ms`` into one ``ask_many`` call, which
-runs on one worker thread (models are not re-entrant). Bad requests (malformed JSON, empty or
-over-long prompts, bodies over ``max_request_bytes``) get a 4xx with a message and never reach
-the model. A warm-up question runs before the server accepts requests.
+runs on one worker thread (models are not re-entrant). Bad requests (malformed JSON, deeply
+nested or huge numbers, lone surrogates, empty or over-long prompts, out-of-range sampling
+parameters, bodies over ``max_request_bytes``) get a 4xx with an OpenAI-style error body
+(``{"error": {"message", "type", "param", "code"}}``) and never reach the model; the connection
+stays open. Prompt sizes are checked in characters first, then counted in tokens off the event
+loop. At most ``max_queue`` questions wait: beyond that a request gets 503 with ``Retry-After``.
+A client that disconnects has its queued questions dropped. ``/docs`` and ``/openapi.json`` are
+served only with ``--api_docs true``. A warm-up question runs before the server accepts requests.
 """
 
 from __future__ import annotations
@@ -30,11 +35,21 @@ from typing import Any
 # FastAPI reads handler annotations at run time, so Request must be a module-level name.
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
 
 from pmpprag.config import option
 from pmpprag.rag.pipeline import Assistant, Question, RagConfig
 from pmpprag.schema import Answer
 from pmpprag.serve.generation import SamplingConfig
+from pmpprag.serve.openai_schema import ChatRequest
+from pmpprag.serve.requests import (
+    BadRequest,
+    ClientGone,
+    check_text,
+    check_tokens,
+    question_list,
+    unless_disconnected,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +64,10 @@ class ServeConfig(RagConfig):
     model_name: str = option("pmpprag", "model id shown by /v1/models")
     max_request_bytes: int = option(2_000_000, "larger request bodies get 413")
     max_prompt_tokens: int = option(1024, "longer questions get 400")
+    max_prompt_chars: int = option(8192, "longer questions get 400 before any token is counted")
+    max_queue: int = option(2048, "questions waiting at most; a request beyond gets 503")
+    max_tokens_limit: int = option(4096, "largest max_tokens a /v1 request may ask for")
+    api_docs: bool = option(False, "serve /docs and /openapi.json")
     max_batch_items: int = option(1024, "most questions in one /predict list")
     batch_window_ms: float = option(15.0, "how long the batcher waits to fill a batch")
     max_batch_size: int = option(32, "questions per model batch")
@@ -58,10 +77,10 @@ class ServeConfig(RagConfig):
     )
 
 
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
+# Questions answered between checks for abandoned requests in extractive mode: each takes
+# ~0.1-0.4 s on 2 cores, so a question never waits more than a second or two behind a batch
+# whose client left.
+EXTRACTIVE_STEP = 4
 
 
 class Batcher:
@@ -84,11 +103,21 @@ class Batcher:
         self.task = asyncio.get_running_loop().create_task(self._loop())
 
     async def ask(self, questions: list[Question]) -> list[Answer]:
+        """Answers in order. Cancelling the caller (a client that went away) drops its questions
+        that no model thread has started."""
+        if self.queue.qsize() + len(questions) > self.cfg.max_queue:
+            raise BadRequest(503, f"the server has {self.queue.qsize()} questions waiting (at "
+                             f"most {self.cfg.max_queue}); try again shortly", retry_after=5)  # fmt: skip
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in questions]
         for question, future in zip(questions, futures, strict=True):
-            await self.queue.put((question, future))
-        return list(await asyncio.gather(*futures))
+            self.queue.put_nowait((question, future))
+        try:
+            return list(await asyncio.gather(*futures))
+        except asyncio.CancelledError:
+            for future in futures:
+                future.cancel()
+            raise
 
     async def run_in_model_thread(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -96,67 +125,57 @@ class Batcher:
     async def _loop(self) -> None:
         while True:
             await self.slots.acquire()  # wait for a free model thread before collecting
-            batch = [await self.queue.get()]
+            batch = [await self._next()]
             deadline = time.monotonic() + self.cfg.batch_window_ms / 1000
             while (
                 len(batch) < self.cfg.max_batch_size and (left := deadline - time.monotonic()) > 0
             ):
                 try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), left))
+                    batch.append(await asyncio.wait_for(self._next(), left))
                 except TimeoutError:
                     break
             task = asyncio.get_running_loop().create_task(self._answer(batch))
             self.running.add(task)  # keep a reference until it is done
             task.add_done_callback(self.running.discard)
 
+    async def _next(self) -> tuple[Question, asyncio.Future[Answer]]:
+        """The next question whose asker is still waiting (abandoned ones are skipped)."""
+        while True:
+            item = await self.queue.get()
+            if not item[1].done():
+                return item
+
     async def _answer(self, batch: list[tuple[Question, asyncio.Future[Answer]]]) -> None:
+        # Extractive answers are computed one question at a time anyway, so the batch runs in
+        # small steps and questions whose client went away meanwhile are dropped between steps;
+        # a generating model needs the whole batch at once for its throughput.
+        extractive = self.cfg.rag and self.cfg.mode == "extractive"
+        step = EXTRACTIVE_STEP if extractive else self.cfg.max_batch_size
         try:
-            answers = await self.run_in_model_thread(
-                self.assistant.ask_many, [q for q, _ in batch], self.cfg.max_batch_size
-            )
-            for (_, future), answer in zip(batch, answers, strict=True):
-                if not future.done():
-                    future.set_result(answer)
-        except Exception as err:  # one failing batch must not kill the server
-            logger.exception("batch of %d failed", len(batch))
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(err)
+            while batch := [item for item in batch if not item[1].done()]:
+                part, batch = batch[:step], batch[step:]
+                try:
+                    answers = await self.run_in_model_thread(
+                        self.assistant.ask_many, [q for q, _ in part], self.cfg.max_batch_size
+                    )
+                except Exception as err:  # one failing batch must not kill the server
+                    logger.exception("batch of %d failed", len(part))
+                    for _, future in part:
+                        if not future.done():
+                            future.set_exception(err)
+                    continue
+                for (_, future), answer in zip(part, answers, strict=True):
+                    if not future.done():
+                        future.set_result(answer)
         finally:
             self.slots.release()
-
-
-def _question_list(payload: Any, cfg: ServeConfig, count: Any) -> tuple[list[str], bool]:
-    if not isinstance(payload, dict) or "prompt" not in payload:
-        raise BadRequest(
-            400, 'expected a JSON object {"prompt": "question"} (or a list of questions)'
-        )
-    prompt = payload["prompt"]
-    is_list = isinstance(prompt, list)
-    prompts = prompt if is_list else [prompt]
-    if is_list and len(prompts) > cfg.max_batch_items:
-        raise BadRequest(
-            413, f"at most {cfg.max_batch_items} questions per request, got {len(prompts)}"
-        )
-    if not prompts:
-        raise BadRequest(400, "the prompt list is empty")
-    for i, text in enumerate(prompts):
-        where = f"prompt[{i}]" if is_list else "prompt"
-        if not isinstance(text, str):
-            raise BadRequest(400, f"{where} must be a string")
-        if not text.strip():
-            raise BadRequest(400, f"{where} is empty")
-        if count(text) > cfg.max_prompt_tokens:
-            raise BadRequest(
-                400, f"{where} is over the {cfg.max_prompt_tokens}-token limit for a question"
-            )
-    return prompts, is_list
 
 
 def create_app(assistant: Assistant, cfg: ServeConfig) -> Any:
     from contextlib import asynccontextmanager
 
     batcher = Batcher(assistant, cfg)
+    started_at = int(time.time())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -168,20 +187,36 @@ def create_app(assistant: Assistant, cfg: ServeConfig) -> Any:
         yield
         batcher.executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="pmpprag", lifespan=lifespan)
+    docs = {} if cfg.api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="pmpprag", lifespan=lifespan, **docs)  # type: ignore[arg-type]
 
-    @app.middleware("http")
-    async def limit_size(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > cfg.max_request_bytes:
-            return JSONResponse(
-                {"error": f"request body over {cfg.max_request_bytes} bytes"}, status_code=413
-            )
-        return await call_next(request)
+    # A plain ASGI middleware, not @app.middleware("http"): Starlette's BaseHTTPMiddleware wraps
+    # `receive`, and a handler behind it can no longer see that its client disconnected.
+    inner = app.build_middleware_stack
+
+    def stack() -> Any:
+        downstream = inner()
+
+        async def limit_size(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                length = dict(scope["headers"]).get(b"content-length", b"")
+                if length.isdigit() and int(length) > cfg.max_request_bytes:
+                    over = BadRequest(413, f"request body over {cfg.max_request_bytes} bytes")
+                    await over.response()(scope, receive, send)
+                    return
+            await downstream(scope, receive, send)
+
+        return limit_size
+
+    app.build_middleware_stack = stack  # type: ignore[method-assign]
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, err: BadRequest) -> Any:
-        return JSONResponse({"error": err.message}, status_code=err.status)
+        return err.response()
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, err: ClientGone) -> Any:
+        return JSONResponse({"error": {"message": "client closed the request"}}, status_code=499)
 
     async def read_json(request: Request) -> Any:
         body = await request.body()
@@ -189,8 +224,9 @@ def create_app(assistant: Assistant, cfg: ServeConfig) -> Any:
             raise BadRequest(413, f"request body over {cfg.max_request_bytes} bytes")
         try:
             return json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise BadRequest(400, f"malformed JSON: {err}") from err
+        except (ValueError, RecursionError) as err:  # bad JSON, bad UTF-8, huge ints, deep nesting
+            message = str(err)[:200] if not isinstance(err, RecursionError) else "nested too deeply"
+            raise BadRequest(400, f"malformed JSON: {message}") from err
 
     count = assistant.count_tokens
 
@@ -200,114 +236,156 @@ def create_app(assistant: Assistant, cfg: ServeConfig) -> Any:
 
     @app.post("/predict")
     async def predict(request: Request) -> Any:
-        prompts, is_list = _question_list(await read_json(request), cfg, count)
-        answers = await batcher.ask([Question(p) for p in prompts])
+        prompts, is_list = question_list(await read_json(request), cfg, count)
+        names = [f"prompt[{i}]" if is_list else "prompt" for i in range(len(prompts))]
+        await check_tokens(prompts, names, cfg, count)
+        answers = await unless_disconnected(request, batcher.ask([Question(p) for p in prompts]))
         texts = [a.text for a in answers]
         return {"response": texts if is_list else texts[0]}
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [{"id": cfg.model_name, "object": "model", "owned_by": "pmpprag"}],
+        model = {
+            "id": cfg.model_name,
+            "object": "model",
+            "created": started_at,
+            "owned_by": "pmpprag",
         }
+        return {"object": "list", "data": [model]}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
-        payload = await read_json(request)
-        messages = payload.get("messages") if isinstance(payload, dict) else None
-        if (
-            not isinstance(messages, list)
-            or not messages
-            or not all(
-                isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role")
-                for m in messages
-            )
-        ):
-            raise BadRequest(400, "messages must be a non-empty list of {role, content} objects")
-        user = [m["content"] for m in messages if m["role"] == "user"]
-        if not user or not user[-1].strip():
-            raise BadRequest(400, "the last user message is empty")
-        if count(user[-1]) > cfg.max_prompt_tokens:
+        try:
+            body = ChatRequest.model_validate(await read_json(request))
+        except ValidationError as err:
+            first = err.errors()[0]
+            param = ".".join(str(x) for x in first["loc"])
+            raise BadRequest(400, f"{param}: {first['msg']}", param) from err
+        user = [m.text for m in body.messages if m.role == "user"]
+        if not user:
+            raise BadRequest(400, "messages hold no user message", "messages")
+        check_text(user[-1], "the last user message", cfg)
+        await check_tokens([user[-1]], ["the last user message"], cfg, count)
+        max_tokens = body.max_completion_tokens or body.max_tokens or cfg.sampling.max_new_tokens
+        if max_tokens > cfg.max_tokens_limit:
             raise BadRequest(
-                400, f"the user message is over the {cfg.max_prompt_tokens}-token limit"
+                400, f"max_tokens is over this server's {cfg.max_tokens_limit}", "max_tokens"
             )
         created, rid = int(time.time()), f"chatcmpl-{uuid.uuid4().hex[:12]}"
+        reply = _Reply(rid, created, cfg.model_name, body.stream_options is not None
+                       and body.stream_options.include_usage)  # fmt: skip
         if cfg.rag:
-            answer = (await batcher.ask([Question(user[-1])]))[0]
-            text, usage = answer.text, (answer.prompt_tokens, answer.completion_tokens)
-        else:
-            try:
-                sampling = SamplingConfig(
-                    max_new_tokens=int(payload.get("max_tokens") or cfg.sampling.max_new_tokens),
-                    temperature=float(payload.get("temperature") or 0.0),
-                    top_p=float(payload.get("top_p") or 1.0),
-                    repetition_penalty=float(
-                        payload.get("repetition_penalty") or cfg.sampling.repetition_penalty
-                    ),
-                    stop=[payload["stop"]]
-                    if isinstance(payload.get("stop"), str)
-                    else list(payload.get("stop") or []),
-                )
-            except (TypeError, ValueError) as err:
-                raise BadRequest(400, f"bad sampling parameter: {err}") from err
-            generation = (
-                await batcher.run_in_model_thread(
-                    assistant.generator.generate, [messages], sampling
-                )
-            )[0]
-            text, usage = generation.text, (generation.prompt_tokens, generation.completion_tokens)
-        if payload.get("stream"):
-            return StreamingResponse(
-                _sse(rid, created, cfg.model_name, text, usage, payload),
-                media_type="text/event-stream",
+            answer = (await unless_disconnected(request, batcher.ask([Question(user[-1])])))[0]
+            # an extractive answer is quoted, not generated: usage counts its tokens all the same
+            usage = (
+                answer.prompt_tokens or count(user[-1]),
+                answer.completion_tokens or count(answer.text),
             )
-        return {
-            "id": rid,
-            "object": "chat.completion",
-            "created": created,
-            "model": cfg.model_name,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {
-                "prompt_tokens": usage[0],
-                "completion_tokens": usage[1],
-                "total_tokens": sum(usage),
-            },
-        }
+            finish = str(answer.meta.get("finish_reason", "stop"))
+            if body.stream:  # a finished answer, sent word by word
+                words = answer.text.split(" ")
+                pieces = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+                return StreamingResponse(_sse(reply, _aiter(pieces), usage, finish),
+                                         media_type="text/event-stream")  # fmt: skip
+            return reply.completion(answer.text, usage, finish)
+        sampling = SamplingConfig(
+            max_new_tokens=max_tokens,
+            temperature=float(body.temperature or 0.0),
+            top_p=float(body.top_p or 1.0),
+            repetition_penalty=float(body.repetition_penalty or cfg.sampling.repetition_penalty),
+            stop=body.stops(),
+        )
+        messages = [{"role": m.role, "content": m.text} for m in body.messages]
+        if body.stream:  # the model's own tokens as it writes them
+            prompt_tokens = count(" ".join(m["content"] for m in messages))
+            stream = _threaded(batcher, assistant.generator.stream, messages, sampling)
+            return StreamingResponse(_sse(reply, stream, (prompt_tokens, None), None, max_tokens),
+                                     media_type="text/event-stream")  # fmt: skip
+        generation = (
+            await unless_disconnected(
+                request,
+                batcher.run_in_model_thread(assistant.generator.generate, [messages], sampling),
+            )
+        )[0]
+        usage = (generation.prompt_tokens, generation.completion_tokens)
+        return reply.completion(generation.text, usage, generation.finish_reason)
 
     return app
 
 
+@dataclass
+class _Reply:
+    """The fixed parts of one chat completion, and its two shapes (whole and streamed)."""
+
+    rid: str
+    created: int
+    model: str
+    include_usage: bool
+
+    def completion(self, text: str, usage: tuple[int, int], finish: str) -> dict[str, Any]:
+        return {"id": self.rid, "object": "chat.completion", "created": self.created,
+                "model": self.model, "usage": _usage(usage),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": finish}]}  # fmt: skip
+
+    def chunk(self, delta: dict[str, str], finish: str | None = None, **extra: Any) -> str:
+        body = {"id": self.rid, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model, "choices": [{"index": 0, "delta": delta,
+                                                   "finish_reason": finish}], **extra}  # fmt: skip
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+def _usage(usage: tuple[int, int]) -> dict[str, int]:
+    return {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
+
+
+async def _aiter(items: list[str]) -> Any:
+    for item in items:
+        yield item
+
+
+async def _threaded(batcher: Batcher, stream: Any, *args: Any) -> Any:
+    """A generator's blocking ``stream`` run on a model thread, its pieces handed to the loop."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for piece in stream(*args):
+                loop.call_soon_threadsafe(queue.put_nowait, piece)
+        except Exception as err:  # handed to the consumer, which ends the stream
+            loop.call_soon_threadsafe(queue.put_nowait, err)
+        loop.call_soon_threadsafe(queue.put_nowait, done)
+
+    worker = asyncio.ensure_future(batcher.run_in_model_thread(produce))
+    while (piece := await queue.get()) is not done:
+        if isinstance(piece, Exception):
+            logger.error("stream failed: %s", piece)
+            break
+        yield piece
+    await worker
+
+
 async def _sse(
-    rid: str, created: int, model: str, text: str, usage: tuple[int, int], payload: dict
+    reply: _Reply,
+    pieces: Any,
+    usage: tuple[int, int | None],
+    finish: str | None,
+    limit: int | None = None,
 ) -> Any:
-    """Server-sent events in the OpenAI chunk format; the answer is sent word by word."""
-
-    def event(delta: dict[str, str], finish: str | None = None, extra: dict | None = None) -> str:
-        chunk = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **(extra or {})}  # fmt: skip
-        return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
-
-    yield event({"role": "assistant", "content": ""})
-    words = text.split(" ")
-    for i, word in enumerate(words):
-        yield event({"content": word + (" " if i < len(words) - 1 else "")})
-    extra = None
-    if (payload.get("stream_options") or {}).get("include_usage"):
-        extra = {
-            "usage": {
-                "prompt_tokens": usage[0],
-                "completion_tokens": usage[1],
-                "total_tokens": sum(usage),
-            }
-        }
-    yield event({}, "stop", extra)
+    """Server-sent events in the OpenAI chunk format, ending with ``data: [DONE]``. A model's
+    stream (``finish`` None) that reached ``limit`` pieces ends for "length"."""
+    yield reply.chunk({"role": "assistant", "content": ""})
+    completion = 0
+    async for piece in pieces:
+        completion += 1
+        yield reply.chunk({"content": piece})
+    done = (usage[0], usage[1] if usage[1] is not None else completion)
+    if finish is None:
+        finish = "length" if limit is not None and completion >= limit else "stop"
+    extra = {"usage": _usage(done)} if reply.include_usage else {}
+    yield reply.chunk({}, finish, **extra)
     yield "data: [DONE]\n\n"
 
 
