@@ -249,3 +249,24 @@ def test_markdown_folder_ingestion(tmp_path: Path) -> None:
     tiled = [c for c in result.chunks if "Mds[ty][tx]" in c.text]
     assert 5 in {c.chapter for c in tiled} and all(c.line_start and c.line_end for c in tiled)
     assert all(c.source.startswith("ch0") for c in result.chunks)
+
+
+def test_damaged_pdfs_fail_or_warn_loudly_and_never_lose_chapters_silently(
+    corpus_pdf: tuple[Path, list], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = corpus_pdf[0].read_bytes()
+    cut = tmp_path / "half.pdf"
+    cut.write_bytes(good[: len(good) // 2])  # a download that stopped half-way
+    overwritten = tmp_path / "overwritten.pdf"
+    middle = len(good) // 3
+    overwritten.write_bytes(good[:middle] + b"\0" * 20_000 + good[middle + 20_000 :])
+    tiny = tmp_path / "tiny.pdf"
+    tiny.write_bytes(good[:300_000])
+    for path in (cut, overwritten, tiny):
+        with pytest.raises(IngestError, match=rf"{path.name} is (damaged|a damaged PDF)") as info:
+            run(IngestConfig(pdf=path, out=tmp_path / "out"))
+        assert "\n" not in str(info.value)  # one line, naming the file
+        assert not (tmp_path / "out").exists()
+    # with the explicit flag it ingests what can be read, with a warning that says so
+    result = run(IngestConfig(pdf=cut, out=tmp_path / "out", allow_repaired=True))
+    assert result.chunks and "DAMAGED" in caplog.text

@@ -119,8 +119,10 @@ def _normalise(text: str) -> str:
     return unicodedata.normalize("NFC", text.translate(_LIGATURES)).rstrip()
 
 
-def open_pdf(path: Path) -> Any:
-    """Open a PDF, turning every way it can be unusable into an :class:`IngestError`."""
+def open_pdf(path: Path, allow_repaired: bool = False) -> Any:
+    """Open a PDF, turning every way it can be unusable into an :class:`IngestError`. A file
+    PyMuPDF had to repair (truncated, overwritten) loses pages and chapters silently, so it is
+    an error unless ``allow_repaired``, and then a loud warning."""
     import pymupdf
 
     path = Path(path)
@@ -144,7 +146,24 @@ def open_pdf(path: Path) -> Any:
             f"{path} is encrypted: decrypt it first (e.g. `qpdf --decrypt --password=... "
             f"{path.name} book.pdf`) and ingest the decrypted copy"
         )
-    if doc.page_count == 0:
+    if doc.is_repaired:
+        if not allow_repaired:
+            doc.close()
+            raise IngestError(
+                f"{path} is damaged: its cross-reference table had to be rebuilt (a truncated or "
+                "overwritten file?), so pages and chapters may be missing; get a good copy, or "
+                "pass --allow_repaired true to ingest what can be read"
+            )
+        logger.warning(
+            "%s is DAMAGED and was repaired on opening: chapters may be missing or misplaced; "
+            "check the chapter table below against the book",
+            path,
+        )
+    try:
+        pages = doc.page_count
+    except Exception as err:  # a broken page tree ("code=7: Invalid number of pages")
+        raise IngestError(f"{path} is a damaged PDF whose pages cannot be counted: {err}") from err
+    if pages == 0:
         raise IngestError(f"{path} has no pages")
     return doc
 
@@ -333,12 +352,15 @@ def _is_heading(line: Line, chapter: ChapterInfo, body_size: float) -> bool:
 
 
 def read_pdf(
-    path: Path, chapter_map: Path | None = None
+    path: Path, chapter_map: Path | None = None, allow_repaired: bool = False
 ) -> tuple[list[ChapterInfo], list[Element], dict[int, str]]:
     """Parse a book PDF into (chapter table, body elements in reading order, page labels)."""
-    doc = open_pdf(path)
+    doc = open_pdf(path, allow_repaired)
     try:
-        pages = _page_lines(doc)
+        try:
+            pages = _page_lines(doc)
+        except (RuntimeError, ValueError) as err:  # pymupdf's errors on a broken page
+            raise IngestError(f"{path} is a damaged PDF: a page cannot be read ({err})") from err
         n_chars = sum(len(line.text) for lines in pages for line in lines)
         if n_chars < 50 * doc.page_count * 0.2:
             raise IngestError(

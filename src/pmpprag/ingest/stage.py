@@ -48,6 +48,9 @@ class IngestConfig:
     chapter_map: Path | None = option(
         None, "YAML chapter map for PDFs whose structure is not found"
     )
+    allow_repaired: bool = option(
+        False, "ingest a damaged PDF that PyMuPDF repaired (pages and chapters may be missing)"
+    )
     out: Path = option(Path("out/ingest/companion"), "output folder")
     corpus: Path = option(Path("data/corpus"), "companion corpus, typeset when no input is given")
     chunking: ChunkingConfig = option(default_factory=ChunkingConfig, help="chunking settings")
@@ -195,7 +198,7 @@ def run(cfg: IngestConfig) -> IngestResult:
         unit = "lines"
     else:
         source = Path(cfg.pdf) if cfg.pdf is not None else _default_pdf(cfg)
-        chapters, elements, labels = read_pdf(source, cfg.chapter_map)
+        chapters, elements, labels = read_pdf(source, cfg.chapter_map, cfg.allow_repaired)
         sources = {}
         unit = "pages"
     found = {c.number for c in chapters}
