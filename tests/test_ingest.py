@@ -270,3 +270,21 @@ def test_damaged_pdfs_fail_or_warn_loudly_and_never_lose_chapters_silently(
     # with the explicit flag it ingests what can be read, with a warning that says so
     result = run(IngestConfig(pdf=cut, out=tmp_path / "out", allow_repaired=True))
     assert result.chunks and "DAMAGED" in caplog.text
+
+
+@pytest.mark.parametrize("contents", [False, True], ids=["no-contents", "contents-page"])
+@pytest.mark.parametrize("layout", ["big-label", "small-label", "one-line", "number-only"])
+def test_chapter_openings_found_by_typography_in_common_layouts(
+    layout: str, contents: bool, tmp_path: Path
+) -> None:
+    """No outline: the chapter table comes from the opening pages' typography alone."""
+    path = tmp_path / "book.pdf"
+    truth = make_book(path, chapters=3, sections=2, outline=False, layout=layout, contents=contents)
+    chapters, _, _ = read_pdf(path)
+    assert [(c.number, c.title, c.page_start) for c in chapters] == [
+        (c.number, c.title, c.page) for c in truth.chapters
+    ]
+    assert all(c.source == "typography" for c in chapters)
+    assert [[s.number for s in c.sections] for c in chapters] == [
+        [s.number for s in c.sections] for c in truth.chapters
+    ]

@@ -264,20 +264,48 @@ def _chapters_from_outline(doc: Any) -> list[ChapterInfo]:
     return chapters
 
 
+def _large_lines(lines: list[Line], start: int, size: float) -> list[str]:
+    """The text of the consecutive lines from ``start`` set at ``size`` or larger (a title
+    that may wrap), at most three."""
+    out: list[str] = []
+    for line in lines[start : start + 3]:
+        if line.size < size or not line.text.strip():
+            break
+        out.append(line.text.strip())
+    return out
+
+
+def _chapter_opening(lines: list[Line], i: int, body_size: float) -> tuple[int, str] | None:
+    """(number, title) when line ``i`` opens a chapter. Layouts: "CHAPTER 4 Title" in one large
+    line; a "CHAPTER 4" label (large, or small but bold) followed by a large title (1.3x body
+    size for a large label, 1.6x under a small one); a lone number at 2x body size followed by a
+    1.6x title. A contents line ("CHAPTER 4  Title .... 87" at body size, the next entry below
+    it) has no large title after it, so it never counts."""
+    line, text = lines[i], lines[i].text.strip()
+    m = CHAPTER_LINE_RE.match(text)
+    if m:
+        number, title = int(m.group(1)), m.group(2).strip()
+        if line.size >= 1.3 * body_size:
+            return number, title or " ".join(_large_lines(lines, i + 1, 1.3 * body_size))
+        if line.bold and not title:
+            following = _large_lines(lines, i + 1, 1.6 * body_size)
+            return (number, " ".join(following)) if following else None
+        return None
+    if text.isdigit() and len(text) <= 2 and line.size >= 2 * body_size:
+        following = _large_lines(lines, i + 1, 1.6 * body_size)
+        return (int(text), " ".join(following)) if following else None
+    return None
+
+
 def _chapters_from_typography(pages: list[list[Line]], body_size: float) -> list[ChapterInfo]:
     chapters: list[ChapterInfo] = []
     for lines in pages:
         for i, line in enumerate(lines):
             text = line.text.strip()
-            m = CHAPTER_LINE_RE.match(text)
-            if m and line.size >= 1.3 * body_size:
-                title = m.group(2).strip()
-                j = i + 1
-                while not title and j < len(lines) and lines[j].size >= 1.3 * body_size:
-                    title = lines[j].text.strip()
-                    j += 1
-                number = int(m.group(1))
-                if not chapters or number > chapters[-1].number:
+            opening = _chapter_opening(lines, i, body_size)
+            if opening:
+                number, title = opening
+                if title and (not chapters or number > chapters[-1].number):
                     chapters.append(ChapterInfo(number, title, line.page, source="typography"))
                 continue
             s = SECTION_LINE_RE.match(text)

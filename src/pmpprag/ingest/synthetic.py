@@ -155,6 +155,25 @@ class _Writer:
         self.y += 6
 
 
+def _chapter_opening(page: Any, number: int, title: str, layout: str) -> None:
+    if layout == "big-label":
+        page.insert_text((LEFT, 160), f"CHAPTER {number}", fontsize=20, fontname="hebo")
+        page.insert_text((LEFT, 190), title, fontsize=18, fontname="hebo")
+    elif layout == "small-label":
+        page.insert_text((LEFT, 150), f"CHAPTER {number}", fontsize=10, fontname="hebo")
+        words = title.split()
+        half = len(words) // 2
+        page.insert_text((LEFT, 190), " ".join(words[:half]), fontsize=26, fontname="tibo")
+        page.insert_text((LEFT, 222), " ".join(words[half:]), fontsize=26, fontname="tibo")
+    elif layout == "one-line":
+        page.insert_text((LEFT, 180), f"Chapter {number}: {title}", fontsize=15, fontname="tibo")
+    elif layout == "number-only":
+        page.insert_text((LEFT, 170), str(number), fontsize=48, fontname="hebo")
+        page.insert_text((LEFT, 215), title, fontsize=22, fontname="hebo")
+    else:
+        raise ValueError(f"unknown chapter layout {layout!r}")
+
+
 def make_book(
     path: Path,
     chapters: int = 4,
@@ -162,8 +181,16 @@ def make_book(
     paragraphs_per_section: int = 6,
     outline: bool = True,
     seed: int = 0,
+    layout: str = "big-label",
+    contents: bool = False,
 ) -> BookTruth:
-    """Write a synthetic book to ``path`` and return what ingestion must find in it."""
+    """Write a synthetic book to ``path`` and return what ingestion must find in it.
+
+    ``layout`` sets the chapter opening: ``big-label`` ("CHAPTER 3" and the title, both large),
+    ``small-label`` (a small bold "CHAPTER 3" line, then the title at 2.6x body size over two
+    lines), ``one-line`` ("Chapter 3: Title" in one large line, Times), ``number-only`` (a huge
+    "3", then the title). ``contents`` adds a contents page listing "CHAPTER n  Title .... page"
+    lines at body size, which must not count as openings."""
     import pymupdf
 
     rng = random.Random(seed)
@@ -174,15 +201,20 @@ def make_book(
     title_page.insert_text(
         (LEFT, 300), "A Synthetic Book on GPU Programming", fontsize=20, fontname="hebo"
     )
+    if contents:
+        page = doc.new_page(width=PAGE_W, height=PAGE_H)
+        page.insert_text((LEFT, 80), "Contents", fontsize=16, fontname="hebo")
+        for c in range(1, chapters + 1):
+            entry = f"CHAPTER {c}  Topic number {c} of parallel programming ........ {10 * c}"
+            page.insert_text((LEFT, 110 + 16 * c), entry, fontsize=10, fontname="tiro")
     for c in range(1, chapters + 1):
         writer.section = None
         chapter = ChapterTruth(c, f"Topic number {c} of parallel programming", 0)
         writer.chapter = chapter
         writer.new_page(opening=True)
         chapter.page = doc.page_count
-        writer.page.insert_text((LEFT, 160), f"CHAPTER {c}", fontsize=20, fontname="hebo")
-        writer.page.insert_text((LEFT, 190), chapter.title, fontsize=18, fontname="hebo")
-        writer.y = 230
+        _chapter_opening(writer.page, c, chapter.title, layout)
+        writer.y = 260
         writer.paragraph(3)
         for s in range(1, sections + 1):
             writer.room(LEADING * 4)
