@@ -143,6 +143,25 @@ def test_missing_index_says_what_to_do(tmp_path: Path, monkeypatch: pytest.Monke
     assert not at.tabs  # nothing to ask without an index
 
 
+def test_index_choice_is_limited_and_a_broken_manifest_is_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "broken-index"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("[1, 2, 3]")
+    at = open_app(broken, monkeypatch)
+    assert not at.exception  # no traceback in the browser
+    [error] = at.error
+    assert "manifest.json" in error.value and "Traceback" not in error.value
+    options = at.sidebar.selectbox(key="index").options
+    # the operator's index and the project's index folders; nothing typed in by a visitor
+    assert options[1] == str(broken)
+    assert all(o == "" or o == str(broken) or o.startswith("index/") for o in options)
+    streamlit = (Path(__file__).parents[1] / ".streamlit" / "config.toml").read_text()
+    assert 'address = "127.0.0.1"' in streamlit and "gatherUsageStats = false" in streamlit
+    assert "showErrorDetails = false" in streamlit
+
+
 # ---------------------------------------------------------------- a real server
 
 
