@@ -18,12 +18,14 @@ When a packaged model is used, ``HF_HUB_OFFLINE=1`` is set unless the user set i
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import json
 import logging
 import os
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,9 +244,28 @@ def load_embedder(name: str, device: str = "cpu") -> Any:
 
     resolved = resolve(name, kind="embedding")
     try:
-        return SentenceTransformer(resolved.path_or_id, device=device)
+        model = SentenceTransformer(resolved.path_or_id, device=device)
     except OSError as err:
         raise _load_error(resolved, err) from err
+    # The fast tokenizer inside is not thread-safe (encode sets padding on the shared Rust
+    # object: concurrent calls fail with "Unable to create tensor" or "Already borrowed"), and
+    # app sessions and server threads share one embedder: calls take turns on its lock.
+    lock = threading.Lock()
+    encode = model.encode
+
+    def locked_encode(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return encode(*args, **kwargs)
+
+    model.encode = locked_encode  # type: ignore[method-assign]
+    model.pmpprag_lock = lock  # type: ignore[assignment]
+    return model
+
+
+def count_tokens(embedder: Any, text: str) -> int:
+    """Tokens of ``text`` under an embedder's tokenizer, under the embedder's lock."""
+    with getattr(embedder, "pmpprag_lock", contextlib.nullcontext()):
+        return len(embedder.tokenizer.encode(text, add_special_tokens=False))
 
 
 def _load_error(resolved: ResolvedModel, err: OSError) -> ModelError:

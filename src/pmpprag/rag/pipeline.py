@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pmpprag import models
 from pmpprag.config import load_config, option
 from pmpprag.index import Retriever, RetrieverConfig
 from pmpprag.rag.calc import solve, worked_text
@@ -215,10 +216,10 @@ class Assistant:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` under the embedding model's tokenizer (budgets, request limits)."""
-        tokenizer = getattr(self.retriever.embedder, "tokenizer", None) if self.retriever else None
-        if tokenizer is None:  # about 4 characters per token
+        embedder = self.retriever.embedder if self.retriever else None
+        if getattr(embedder, "tokenizer", None) is None:  # about 4 characters per token
             return max(1, len(text) // 4)
-        return len(tokenizer.encode(text, add_special_tokens=False))
+        return models.count_tokens(embedder, text)
 
     def _prompt(self, question: str, context: Any) -> list[dict[str, str]]:
         language = self._language(question)
