@@ -213,11 +213,12 @@ _C_WORDS = frozenset(
 
 
 def key_code_line(question: str, hits: list[Hit], chosen: list[Sentence]) -> tuple[str, int] | None:
-    """(line, passage number) of the listing line that shares the most identifiers with the
-    question (at least two, C keywords aside; the chosen sentences' identifiers break ties);
-    None when no line does."""
-    asked = {t for t in tokenize(question) if t.isascii()} - _C_WORDS
-    asked |= {t for term in load_glossary().english(question, 1) for t in tokenize(term)}
+    """(line, passage number) of the listing line that best matches the question: identifiers
+    the question spells count twice, the glossary's English for its terms once, the chosen
+    sentences' identifiers break ties, and a statement (ending in ";") beats a declaration.
+    None when no line shares at least two of them (C keywords aside)."""
+    spelled = {t for t in tokenize(question) if t.isascii()} - _C_WORDS
+    glossed = {t for term in load_glossary().english(question, 1) for t in tokenize(term)} - spelled
     context = {t for t in tokenize(" ".join(s.text for s in chosen)) if t.isascii()} - _C_WORDS
     best: tuple[float, str, int] | None = None
     for n, hit in enumerate(hits, 1):
@@ -227,10 +228,10 @@ def key_code_line(question: str, hits: list[Hit], chosen: list[Sentence]) -> tup
                 if len(code) < 8 or code.startswith(("#", "/*", "*")):
                     continue
                 tokens = set(tokenize(code))
-                shared = len(asked & tokens)
-                # more shared identifiers first; then the sentences' ones; then the earlier passage
-                score = shared + 0.1 * len(context & tokens) - 0.01 * n
-                if shared >= 2 and (best is None or score > best[0]):
+                shared = len(spelled & tokens), len(glossed & tokens)
+                score = (2 * shared[0] + shared[1] + 0.1 * len(context & tokens)
+                         + 0.5 * code.endswith(";") - 0.01 * n)  # fmt: skip
+                if sum(shared) >= 2 and (best is None or score > best[0]):
                     best = (score, code, n)
     return (best[1], best[2]) if best else None
 

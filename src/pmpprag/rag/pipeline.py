@@ -253,7 +253,15 @@ class Assistant:
         gap = "" if language == "zh" else " "  # Chinese sentences run on without spaces
         parts = [f"{s.text}{gap}[{s.passage}]" for s in sentences]
         cited = [s.passage for s in sentences]
-        code = key_code_line(question, hits, sentences) if asks_for_code(question) else None
+        code = None
+        if asks_for_code(question):
+            # a listing is often split over chunks: the rest of each passage's section counts too,
+            # and the chunk holding the chosen line joins the passages so that it can be cited
+            listings = hits + self._section_listings(hits)
+            code = key_code_line(question, listings, sentences)
+            if code is not None and code[1] > len(hits):
+                hits = [*hits, listings[code[1] - 1].model_copy(update={"rank": len(hits) + 1})]
+                code = (code[0], len(hits))
         if code is not None:
             parts.append(KEY_CODE[language].format(code=code[0]) + f"{gap}[{code[1]}]")
             cited.append(code[1])
@@ -263,6 +271,20 @@ class Assistant:
         return Answer(question=question, text=lead + gap.join(parts), language=language,  # type: ignore[arg-type]
                       mode="extractive+calculate" if worked else "extractive", citations=self._citations(hits, cited),
                       passages=hits, retrieval_s=retrieval_s, ttft_s=wall, wall_s=wall)  # fmt: skip
+
+    def _section_listings(self, hits: list[Hit]) -> list[Hit]:
+        """The other code-holding chunks of the hits' sections, in the hits' language."""
+        if self.retriever is None:
+            return []
+        given = {h.chunk.chunk_id for h in hits}
+        wanted = {(h.chunk.chapter, h.chunk.section, h.chunk.lang) for h in hits}
+        return [
+            Hit(chunk=c, score=0.0, rank=0)
+            for c in self.retriever.chunks
+            if (c.chapter, c.section, c.lang) in wanted
+            and c.chunk_id not in given
+            and "```" in c.text
+        ]
 
     def _abstractive(
         self, question: str, context: Any, generation: Generation, retrieval_s: float, batch: int
