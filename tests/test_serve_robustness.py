@@ -135,3 +135,23 @@ def test_an_abandoned_batch_is_dropped(server: str) -> None:
     # 200 extractive answers take ~20 s on 2 cores; dropped, at most the batch in progress
     # (32 questions) delays this one
     assert waited < 10, waited
+
+
+def test_abstractive_rag_answers_stream_the_model_tokens(
+    corpus_index: Path, tmp_path: Path
+) -> None:
+    from openai import OpenAI
+
+    args = ["--index", str(corpus_index), "--mode", "abstractive", "--warmup", "false",
+            "--sampling.max_new_tokens", "8"]  # fmt: skip
+    for url in start_server(args, tmp_path):
+        client = OpenAI(base_url=url + "/v1", api_key="unused")
+        chunks = list(client.chat.completions.create(
+            model="pmpprag", messages=[{"role": "user", "content": "What is a warp in CUDA?"}],
+            stream=True,
+        ))  # fmt: skip
+        pieces = [
+            c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+        ]
+        assert len(pieces) >= 3  # token by token, not one finished answer
+        assert chunks[-1].choices[0].finish_reason in ("length", "stop")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -213,6 +214,20 @@ class Assistant:
                     items[i].text, ctx, generation, retrieval_s, len(batch)
                 )
         return [a for a in answers if a is not None]
+
+    def stream(self, question: str) -> Iterator[str]:
+        """One answer in pieces: in abstractive mode with retrieval, the model's text as it writes
+        it (citations are checked only in :meth:`ask`); otherwise the finished answer at once."""
+        language = self._language(question)
+        if self.cfg.mode != "abstractive" or self.retriever is None or split_choices(question)[1]:
+            yield self.ask(question).text
+            return
+        found = self.retriever.retrieve(question, language=language)
+        if found.confidence < self.cfg.min_confidence:
+            yield NOT_COVERED[language]
+            return
+        context = build_context(found.hits, self.cfg.context_tokens, self.count_tokens)
+        yield from self.generator.stream(self._prompt(question, context), self.cfg.sampling)
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` under the embedding model's tokenizer (budgets, request limits)."""

@@ -274,6 +274,12 @@ def create_app(assistant: Assistant, cfg: ServeConfig) -> Any:
         created, rid = int(time.time()), f"chatcmpl-{uuid.uuid4().hex[:12]}"
         reply = _Reply(rid, created, cfg.model_name, body.stream_options is not None
                        and body.stream_options.include_usage)  # fmt: skip
+        if cfg.rag and body.stream and cfg.mode == "abstractive":  # the model writes: stream it
+            stream = _threaded(batcher, assistant.stream, user[-1])
+            return StreamingResponse(
+                _sse(reply, stream, (count(user[-1]), None), None, cfg.sampling.max_new_tokens),
+                media_type="text/event-stream",
+            )
         if cfg.rag:
             answer = (await unless_disconnected(request, batcher.ask([Question(user[-1])])))[0]
             # an extractive answer is quoted, not generated: usage counts its tokens all the same
