@@ -121,7 +121,11 @@ def chapter_titles(assistant: Assistant) -> dict[int, str]:
     """Chapters present in the index, read from the chunks the retriever already holds."""
     if assistant.retriever is None:
         return {}
-    return dict(sorted({(c.chapter, c.chapter_title) for c in assistant.retriever.chunks}))
+    titles: dict[int, str] = {}
+    for c in assistant.retriever.chunks:  # the English title (the book's), else the one there is
+        if c.lang == "en" or c.chapter not in titles:
+            titles[c.chapter] = c.chapter_title
+    return dict(sorted(titles.items()))
 
 
 # ---------------------------------------------------------------- answering
@@ -289,9 +293,7 @@ def sidebar_config() -> tuple[str, RagConfig, str]:
 
 def index_folders() -> list[str]:
     """The index folders under index/, relative to the project."""
-    return sorted(
-        str(p.parent.relative_to(ROOT)) for p in (ROOT / "index").glob("*/manifest.json")
-    )
+    return sorted(str(p.parent.relative_to(ROOT)) for p in (ROOT / "index").glob("*/manifest.json"))
 
 
 def sidebar() -> tuple[Assistant, Settings]:
