@@ -234,7 +234,9 @@ def test_incremental_add_embeds_only_new_chunks(
     monkeypatch.setattr(
         build_module,
         "embed_chunks",
-        lambda e, chunks, p, b: embedded.append(len(chunks)) or real(e, chunks, p, b),
+        lambda e, chunks, p, b, *twins: (
+            embedded.append(len(chunks)) or real(e, chunks, p, b, *twins)
+        ),
     )
     result = add(IndexConfig(chunks=tmp_path / "new.jsonl", out=target))
     assert result.added == 1 and embedded == [1]
