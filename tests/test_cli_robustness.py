@@ -92,3 +92,32 @@ def test_a_truncated_pdf_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     line = _error_line(cli("ingest", "--pdf", "cut.pdf", "--out", "out", cwd=tmp_path))
     assert "cut.pdf" in line and "--allow_repaired" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_optional_extra_is_one_line_naming_the_extra(tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    line = _error_line(cli("generate", "--generator.backend", "vllm", "hi", cwd=tmp_path))
+    assert "pip install 'pmpprag[gpu]'" in line
+
+
+def test_every_project_error_is_a_pmpprag_error() -> None:
+    from pmpprag.config import ConfigError
+    from pmpprag.errors import MissingExtra, PmppragError, missing_extra
+    from pmpprag.eval.grade import GradeError
+    from pmpprag.eval.testset import TestSetError
+    from pmpprag.index.store import IndexError_
+    from pmpprag.ingest.markdown import MarkdownError
+    from pmpprag.ingest.pdf import IngestError
+    from pmpprag.models import ModelError
+    from pmpprag.schema import RecordError
+    from pmpprag.train.data import DataError
+
+    for cls in (ConfigError, GradeError, TestSetError, IndexError_, MarkdownError, IngestError,
+                ModelError, RecordError, DataError, MissingExtra):  # fmt: skip
+        assert issubclass(cls, PmppragError), cls
+    message = missing_extra(ModuleNotFoundError("No module named 'ragas'", name="ragas"))
+    assert message is not None and "pmpprag[eval]" in message
+    assert missing_extra(ModuleNotFoundError("x", name="numpyy")) is None

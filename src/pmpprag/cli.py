@@ -16,7 +16,7 @@ from typing import Any
 
 from pmpprag import models
 from pmpprag.config import ConfigError, describe, load_config, parse_overrides
-from pmpprag.index.store import IndexError_
+from pmpprag.errors import PmppragError, missing_extra
 
 logger = logging.getLogger("pmpprag")
 
@@ -171,9 +171,15 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognised arguments: {' '.join(rest)}")
         return int(args.func(args))
-    except (ConfigError, models.ModelError, IndexError_, ValueError, FileNotFoundError) as err:
+    except (PmppragError, ValueError, FileNotFoundError) as err:
         # user errors: one line that says what to do; anything else keeps its traceback
         print(f"pmpprag: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        message = missing_extra(err)
+        if message is None:
+            raise
+        print(f"pmpprag: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -19,12 +19,14 @@ from typing import Any, TypeVar
 
 import yaml
 
+from pmpprag.errors import PmppragError
+
 T = TypeVar("T")
 
 __all__ = ["ConfigError", "describe", "load_config", "option", "parse_overrides", "to_dict"]
 
 
-class ConfigError(ValueError):
+class ConfigError(PmppragError, ValueError):
     """A configuration value is missing, unknown or of the wrong type."""
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pmpprag.errors import PmppragError
 from pmpprag.schema import atomic_folder
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ __all__ = [
 Kind = Literal["causal-lm", "embedding"]
 
 
-class ModelError(RuntimeError):
+class ModelError(PmppragError, RuntimeError):
     """A model name cannot be resolved to weights; the message says what to install or pass."""
 
 

@@ -18,6 +18,8 @@ from typing import IO, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pmpprag.errors import PmppragError
+
 __all__ = [
     "Answer",
     "Chunk",
@@ -121,7 +123,7 @@ class QAPair(BaseModel):
     source: str = ""  # where it came from: "<file>:<line>" or the chunk id
 
 
-class RecordError(ValueError):
+class RecordError(PmppragError, ValueError):
     """A JSONL file holds a line that is not a valid record; the message names file and line."""
 
 

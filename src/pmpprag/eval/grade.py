@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pmpprag.config import option, to_dict
+from pmpprag.errors import PmppragError
 from pmpprag.eval.overlap import CORPUS, overlap_report
 from pmpprag.eval.run import headline, score_items, summarise, write_run
 from pmpprag.eval.testset import TestItem, read_testset
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["GradeConfig", "GradeError", "run"]
 
 
-class GradeError(RuntimeError):
+class GradeError(PmppragError, RuntimeError):
     """The server under test is unreachable or broke the grading contract."""
 
 

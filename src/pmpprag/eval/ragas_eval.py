@@ -19,6 +19,7 @@ from typing import Any
 
 from pmpprag import models
 from pmpprag.config import option
+from pmpprag.errors import MissingExtra
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def _metrics(cfg: RagasConfig) -> dict[str, tuple[Any, tuple[str, ...]]]:
         from ragas.embeddings import HuggingFaceEmbeddings
         from ragas.metrics import collections as rm
     except ImportError as err:
-        raise ImportError(
+        raise MissingExtra(
             "ragas metrics need the eval extra: pip install 'pmpprag[eval]' "
             "(or pass --ragas.enabled false)"
         ) from err

@@ -23,10 +23,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from pmpprag.errors import PmppragError
+
 __all__ = ["TestItem", "TestSetError", "read_testset"]
 
 
-class TestSetError(ValueError):
+class TestSetError(PmppragError, ValueError):
     """A test-set file is malformed; the message names the file and line."""
 
     __test__ = False  # not a pytest test class

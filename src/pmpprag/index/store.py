@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, StrictInt, ValidationError
 
+from pmpprag.errors import PmppragError
 from pmpprag.schema import Chunk, RecordError, read_jsonl
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ __all__ = ["IndexError_", "StoredIndex", "load_index", "sha256_file"]
 FORMAT_VERSION = 1
 
 
-class IndexError_(RuntimeError):
+class IndexError_(PmppragError, RuntimeError):
     """An index folder is missing, corrupt, or does not match what the caller expects."""
 
 

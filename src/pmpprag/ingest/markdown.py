@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pmpprag.errors import PmppragError
+
 __all__ = ["Block", "MarkdownError", "parse_markdown", "plain_inline"]
 
 # "# Chapter 4: Title" in the English notes, "# 第 4 章：标题" in the Chinese ones
@@ -27,7 +29,7 @@ LIST_RE = re.compile(r"^(\s*)([-*]|\d+\.)\s+(.*)$")
 BlockKind = Literal["chapter", "section", "subsection", "paragraph", "list_item", "code"]
 
 
-class MarkdownError(ValueError):
+class MarkdownError(PmppragError, ValueError):
     """The file does not follow the corpus Markdown subset; the message names file and line."""
 
 

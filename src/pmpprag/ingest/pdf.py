@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import yaml
 
+from pmpprag.errors import PmppragError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 
-class IngestError(ValueError):
+class IngestError(PmppragError, ValueError):
     """The input cannot be ingested; the message names the file and says what to do."""
 
 

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from pmpprag import models
+from pmpprag.errors import MissingExtra
 from pmpprag.serve.generation import (
     Generation,
     GeneratorConfig,
@@ -61,7 +62,7 @@ def _model_path(cfg: GeneratorConfig, backend: str) -> str:
     # A process that already touched CUDA (pytest, an app) cannot fork vLLM's engine core.
     os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
     if importlib.util.find_spec("vllm") is None:
-        raise ImportError(
+        raise MissingExtra(
             f"the {backend} back-end needs vLLM on a GPU machine: pip install 'pmpprag[gpu]'"
         )
     if cfg.load_format == "dummy":  # random weights: only the config and tokenizer are read

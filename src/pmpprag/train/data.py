@@ -12,10 +12,12 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+from pmpprag.errors import PmppragError
+
 __all__ = ["DataError", "load_rows", "to_conversations"]
 
 
-class DataError(ValueError):
+class DataError(PmppragError, ValueError):
     """A training file is missing, not a JSON list, or has a row without a required field."""
 
 
