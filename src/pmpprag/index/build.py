@@ -32,7 +32,7 @@ import numpy as np
 
 from pmpprag import models
 from pmpprag.config import option, to_dict
-from pmpprag.index.lexical import BM25Index, load_glossary
+from pmpprag.index.lexical import BM25Index
 from pmpprag.index.store import (
     FORMAT_VERSION,
     IndexError_,
@@ -96,14 +96,6 @@ def passage_text(chunk: Chunk, prefix: str = "") -> str:
     return f"{prefix}{chunk.chapter_title} > {chunk.section} {chunk.section_title}\n{chunk.text}"
 
 
-def lexical_text(chunk: Chunk) -> str:
-    """What BM25 reads: the passage, and for a Chinese chunk also the glossary's English for its
-    terms, so the English words a question is expanded with find the Chinese text too."""
-    if chunk.lang == "en":
-        return passage_text(chunk)
-    return f"{passage_text(chunk)}\n{' '.join(load_glossary().english(chunk.text, 1))}"
-
-
 def dense_text(chunk: Chunk, by_id: dict[str, Chunk], prefix: str = "") -> str:
     """The embedded text. A Chinese chunk is embedded through its English bridge: its twin's
     section path, the glossary's English for its terms and the identifiers it spells."""
@@ -111,11 +103,7 @@ def dense_text(chunk: Chunk, by_id: dict[str, Chunk], prefix: str = "") -> str:
         return passage_text(chunk, prefix)
     twin = next((by_id[t] for t in chunk.twins if t in by_id), None)
     path = twin or chunk
-    terms = load_glossary().english(chunk.text, 1)
-    return (
-        f"{prefix}{path.chapter_title} > {chunk.section} {path.section_title}\n"
-        f"{bridge_text(chunk, terms)}"
-    )
+    return f"{prefix}{path.chapter_title} > {chunk.section} {path.section_title}\n{bridge_text(chunk.text)}"
 
 
 def embed_chunks(

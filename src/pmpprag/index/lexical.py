@@ -26,7 +26,6 @@ from pmpprag.text import has_cjk
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ZH_STOPWORDS",
     "BM25Index",
     "Glossary",
     "has_cjk",
@@ -43,15 +42,6 @@ STOPWORDS = frozenset(
     "a an and are as at be by can do does for from how in into is it its of on or that the "
     "their them then there these this to was what when where which while who why will with "
     "you your we our not no if than so such each also may use used using".split()
-)
-
-
-# Question words that carry no topic: they would match every sentence.
-ZH_STOPWORDS = frozenset(
-    "的 了 是 在 和 与 及 或 对 中 有 为 会 能 要 把 被 将 从 到 以 由 而 并 也 都 就 这 那 其 "
-    "什么 如何 怎样 怎么 为什么 哪些 哪个 哪 吗 呢 请 说明 解释 简述 描述 简要 分别 一个 这个 "
-    "那个 这些 可以 需要 应该 是否 多少 几个 之间 区别 作用 含义 意思 主要 通常 以及 时候 "
-    "情况 进行 使用 用来 用于 问题 为何 作用是 有何 哪种 不同 相同 下面 以下 代码 给出".split()
 )
 
 

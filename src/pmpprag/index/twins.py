@@ -108,10 +108,10 @@ def link_twins(chunks: list[Chunk]) -> list[Chunk]:
 _ASCII_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*(?:\(\))?")
 
 
-def bridge_text(chunk: Chunk, english_terms: list[str]) -> str:
-    """What an English-only embedding model reads for a Chinese chunk: the English terms the
-    glossary finds in it and the identifiers it already spells in English (MiniLM maps Chinese
-    characters to unknown tokens, so the Chinese prose itself carries no signal for it)."""
-    prose = _FENCE.sub(" ", chunk.text)
+def bridge_text(text: str) -> str:
+    """What an English-only embedding model reads for Chinese text: the glossary's English for
+    its terms and the identifiers it already spells in English (MiniLM maps Chinese characters
+    to unknown tokens, so the Chinese prose itself carries no signal for it)."""
+    prose = _FENCE.sub(" ", text)
     identifiers = list(dict.fromkeys(_ASCII_WORD.findall(prose)))
-    return " ".join([*english_terms, *identifiers])
+    return " ".join([*load_glossary().english(text, 1), *identifiers])

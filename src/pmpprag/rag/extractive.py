@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from pmpprag.index.lexical import ZH_STOPWORDS, load_glossary, tokenize
+from pmpprag.index.lexical import load_glossary, tokenize
 from pmpprag.index.twins import bridge_text
 from pmpprag.schema import Hit
 from pmpprag.text import CJK, has_cjk
@@ -50,12 +50,20 @@ _DEFINES = re.compile(r"是|指|称为|叫做|表示|用于|负责|意味着|\bi
 _CODE_QUESTION = re.compile(
     r"代码|写出|语句|声明|调用|\b(?:code|listing|statement|declare|write|call)s?\b", re.IGNORECASE
 )
+# Chinese words that carry no topic: they would match every sentence (the sentence scorer's;
+# BM25 drops only the question words, index.lexical.ZH_QUESTION_WORDS).
+ZH_STOPWORDS = frozenset(
+    "的 了 是 在 和 与 及 或 对 中 有 为 会 能 要 把 被 将 从 到 以 由 而 并 也 都 就 这 那 其 "
+    "什么 如何 怎样 怎么 为什么 哪些 哪个 哪 吗 呢 请 说明 解释 简述 描述 简要 分别 一个 这个 "
+    "那个 这些 可以 需要 应该 是否 多少 几个 之间 区别 作用 含义 意思 主要 通常 以及 时候 "
+    "情况 进行 使用 用来 用于 问题 为何 作用是 有何 哪种 不同 相同 下面 以下 代码 给出".split()
+)
 # A sentence that opens with a connective leans on the one before it: a weak direct answer.
 _CONNECTIVE = re.compile(
     r"^(因此|所以|但是|而且|同时|此外|另外|然而|不过|于是|也就是说|换句话说|反之|相反|"
     r"Therefore|Thus|So|But|However|Also|Hence|This|These|It)\b|^(因此|所以|但|而)"
 )
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_]\w*)*(?:\(\))?")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(\))?")
 
 
 @dataclass
@@ -114,13 +122,7 @@ def _overlap(query_tokens: set[str], text: str) -> float:
 
 def _embedded(sentence: str) -> str:
     """What the English-only embedder reads: a Chinese sentence through its English bridge."""
-    if not has_cjk(sentence):
-        return sentence
-    from pmpprag.schema import Chunk
-
-    probe = Chunk(chunk_id="s", text=sentence, chapter=0, chapter_title="", section="0.0",
-                  section_title="", kind="text", n_tokens=0, source="", lang="zh")  # fmt: skip
-    return bridge_text(probe, load_glossary().english(sentence, 1)) or sentence
+    return (bridge_text(sentence) or sentence) if has_cjk(sentence) else sentence
 
 
 def score_sentences(
