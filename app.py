@@ -105,7 +105,7 @@ def load_assistant(config: str, index: str, rag: bool, mode: str, language: str)
     """The cached assistant for these overrides; it shares the base's retriever."""
     base = load_base(config, index, rag)
     cfg = dataclasses.replace(base.cfg, mode=mode, language=language)  # type: ignore[arg-type]
-    return Assistant(cfg, base.retriever)
+    return base.with_config(cfg)
 
 
 def resolve(path: str | Path) -> Path:

@@ -26,7 +26,7 @@ import numpy as np
 
 from pmpprag.api import Assistant, RagConfig
 from pmpprag.eval.testset import read_testset
-from pmpprag.serve import GeneratorConfig, SamplingConfig, load_generator
+from pmpprag.generation import GeneratorConfig, SamplingConfig, load_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from pmpprag.serve import GeneratorConfig, SamplingConfig, load_generator
+from pmpprag.generation import GeneratorConfig, SamplingConfig, load_generator
 
 
 def measure(generator, batch: int, new_tokens: int, repeats: int) -> dict:  # type: ignore[no-untyped-def]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from conftest import start_server
+from pmpprag.config import load_config
 from pmpprag.eval.metrics import cjk_rouge_l, course_rouge_l, keypoint_coverage, rouge_l
 from pmpprag.eval.overlap import overlap_report
-from pmpprag.eval.run import score_items, summarise
+from pmpprag.eval.run import EvalRunConfig, score_items, summarise
 from pmpprag.eval.testset import TestItem, TestSetError, read_testset
 from pmpprag.rag.prompts import split_choices
 
@@ -109,7 +111,7 @@ def test_course_metric_on_hand_computed_examples() -> None:
     # mean over items, an empty answer counts as 0
     items = [TestItem(id=str(i), question="q", answer="warp has 32 threads") for i in range(2)]
     rows = score_items(items, ["warp has 32 threads", ""])
-    assert summarise(rows, 1.0)["quality"]["open"]["course_rouge_l"] == pytest.approx(0.5)
+    assert summarise(rows, 1.0).quality.open.course_rouge_l == pytest.approx(0.5)
 
 
 def test_retrieval_tokenizer_leaves_the_course_metrics_jieba_alone() -> None:
@@ -194,7 +196,7 @@ def _mixed_testset(tmp_path: Path, n: int = 5) -> Path:
 
 @pytest.mark.slow
 def test_eval_run_writes_results_metrics_and_report(corpus_index: Path, tmp_path: Path) -> None:
-    from pmpprag.eval.run import EvalRunConfig, run
+    from pmpprag.eval.run import run
 
     out = tmp_path / "run"
     metrics = run(EvalRunConfig(index=corpus_index, testset=_mixed_testset(tmp_path), out=out))
@@ -202,12 +204,16 @@ def test_eval_run_writes_results_metrics_and_report(corpus_index: Path, tmp_path
     assert len(rows) == 10 and all(r["passages"] for r in rows)
     assert all("correct" in r for r in rows if r["type"] == "mcq")
     assert all(0 <= r["key_point_coverage"] <= 1 for r in rows if r["type"] == "open")
-    q = metrics["quality"]
-    assert q["mcq"]["n"] == 5
-    assert q["mcq"]["methods"] and all(m.startswith("mcq:calculate") for m in q["mcq"]["methods"])
-    assert q["open"]["key_point_coverage"] is not None and metrics["ragas"]["chrf"]["n"] == 5
-    assert metrics["speed"]["questions_per_s"] > 0 and metrics["speed"]["latency_p95_s"] > 0
-    assert json.loads((out / "metrics.json").read_text())["quality"] == q
+    q = metrics.quality
+    assert q.mcq.n == 5
+    assert q.mcq.methods and all(m.startswith("mcq:calculate") for m in q.mcq.methods)
+    assert q.open.key_point_coverage is not None and metrics.ragas is not None
+    assert metrics.ragas["chrf"]["n"] == 5
+    assert metrics.speed.questions_per_s and metrics.speed.latency_p95_s
+    assert json.loads((out / "metrics.json").read_text())["quality"] == asdict(q)
+    # the resolved settings, re-loadable with --config
+    again = load_config(EvalRunConfig, out / "config.yaml", {})
+    assert again.index == corpus_index and str(again.testset) == metrics.testset
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "course metric" in report and "key-point coverage" in report and "## Overlap" in report
     assert (out / "chapters.png").stat().st_size > 1000 and (out / "speed.png").is_file()
@@ -229,13 +235,13 @@ def test_eval_grade_against_our_own_server(batch_server: str, tmp_path: Path) ->
     zh = read_testset(ROOT / "eval" / "sample_zh.txt")[:24]
     assert [r["id"] for r in rows] == [i.id for i in zh]  # answered in order
     assert all(r["answer"].strip() for r in rows)
-    assert metrics["mode"] == "batch" and metrics["speed"]["chars_per_s"] > 0
-    assert 0 < metrics["quality"]["open"]["cjk_rouge_l"] < 1
+    assert metrics.mode == "batch" and metrics.speed.chars_per_s
+    assert metrics.quality.open.cjk_rouge_l is not None and 0 < metrics.quality.open.cjk_rouge_l < 1
     # mcq items go out with their options and are scored by the reply's letter
     mcq = run(
         GradeConfig(url=batch_server, testset=_mixed_testset(tmp_path, 4), out=tmp_path / "m")
     )
-    assert mcq["quality"]["mcq"]["n"] == 4 and mcq["quality"]["mcq"]["accuracy"] is not None
+    assert mcq.quality.mcq.n == 4 and mcq.quality.mcq.accuracy is not None
 
 
 @pytest.mark.slow
@@ -252,7 +258,7 @@ def test_eval_grade_single_mode_with_concurrent_requests(
     finally:
         server.close()
     rows = [json.loads(line) for line in (tmp_path / "single" / "results.jsonl").open()]
-    assert metrics["mode"] == "ok" and len(rows) == 12
+    assert metrics.mode == "ok" and len(rows) == 12
     assert [r["id"] for r in rows] == [
         i.id for i in read_testset(ROOT / "eval" / "sample_zh.txt")[:12]
     ]
@@ -274,7 +280,7 @@ def test_eval_ablate_runs_every_variant_on_a_tiny_model(
 ) -> None:
     from pmpprag.eval.ablate import AblateConfig, run
     from pmpprag.eval.ragas_eval import RagasConfig
-    from pmpprag.serve import GeneratorConfig, SamplingConfig
+    from pmpprag.generation import GeneratorConfig, SamplingConfig
 
     model, adapter = tiny_model_and_adapter
     cfg = AblateConfig(index=corpus_index, testset=_mixed_testset(tmp_path, 3), out=tmp_path / "ab",

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from conftest import start_server
-from pmpprag.serve import GeneratorConfig, SamplingConfig, load_generator
+from pmpprag.generation import GeneratorConfig, SamplingConfig, load_generator
 
 pytestmark = pytest.mark.gpu
 SMOKE = Path("/root/vk/smoke.py")

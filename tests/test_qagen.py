@@ -11,6 +11,7 @@ import pytest
 
 from pmpprag.eval.overlap import HeldOut
 from pmpprag.eval.testset import read_testset
+from pmpprag.generation import Generation, GeneratorConfig, SamplingConfig
 from pmpprag.qagen import (
     ParseError,
     QagenConfig,
@@ -23,7 +24,6 @@ from pmpprag.qagen import (
     run,
 )
 from pmpprag.schema import Chunk, QAPair, RecordError
-from pmpprag.serve.generation import Generation, GeneratorConfig, SamplingConfig
 
 ROOT = Path(__file__).parents[1]
 AUTHORED = ROOT / "data" / "qa" / "authored"

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import start_server
 from pmpprag.eval.testset import read_testset
-from pmpprag.serve import GeneratorConfig, SamplingConfig, load_generator
+from pmpprag.generation import GeneratorConfig, SamplingConfig, load_generator
 from pmpprag.text import cjk_share
 
 ROOT = Path(__file__).parents[1]

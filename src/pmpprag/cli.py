@@ -50,13 +50,15 @@ class StageCommand:
 def _commands() -> dict[str, StageCommand]:
     # Imported here so that `pmpprag --help` stays fast; each stage imports its heavy
     # dependencies (torch, faiss, pymupdf) only when it runs.
-    from pmpprag import eval as evaluation
     from pmpprag import index
+    from pmpprag.eval import ablate, grade, mcq, overlap, retrieval
+    from pmpprag.eval import run as eval_run
+    from pmpprag.generation import quick
     from pmpprag.ingest import corpus_pdf
     from pmpprag.ingest import stage as ingest
     from pmpprag.qagen import stage as qagen
     from pmpprag.rag import ask
-    from pmpprag.serve import quick, server
+    from pmpprag.serve import server
     from pmpprag.train import stage as train
 
     return {
@@ -71,22 +73,20 @@ def _commands() -> dict[str, StageCommand]:
         "index build": StageCommand(index.IndexConfig, index.build, "chunks -> FAISS + BM25 index"),
         "index add": StageCommand(index.IndexConfig, index.add, "add new chunks to an index"),
         "eval run": StageCommand(
-            evaluation.EvalRunConfig, evaluation.run_testset, "answer and score a test set, report"
+            eval_run.EvalRunConfig, eval_run.run, "answer and score a test set, report"
         ),
         "eval ablate": StageCommand(
-            evaluation.AblateConfig, evaluation.ablate, "base / +RAG / +LoRA / +DPO on one test set"
+            ablate.AblateConfig, ablate.run, "base / +RAG / +LoRA / +DPO on one test set"
         ),
         "eval grade": StageCommand(
-            evaluation.GradeConfig, evaluation.grade, "grade a running server via /predict"
+            grade.GradeConfig, grade.run, "grade a running server via /predict"
         ),
         "eval overlap": StageCommand(
-            evaluation.OverlapConfig, evaluation.overlap, "test-set overlap with corpus/training"
+            overlap.OverlapConfig, overlap.run, "test-set overlap with corpus/training"
         ),
-        "eval mcq": StageCommand(
-            evaluation.McqEvalConfig, evaluation.mcq, "accuracy of each MCQ method"
-        ),
+        "eval mcq": StageCommand(mcq.McqEvalConfig, mcq.run, "accuracy of each MCQ method"),
         "eval retrieval": StageCommand(
-            evaluation.RetrievalEvalConfig, evaluation.retrieval, "recall@k / MRR of the retriever"
+            retrieval.RetrievalEvalConfig, retrieval.run, "recall@k / MRR of the retriever"
         ),
         "corpus build-pdf": StageCommand(
             corpus_pdf.CorpusPdfConfig,

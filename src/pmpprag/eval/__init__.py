@@ -1,17 +1,16 @@
-"""Evaluation: held-out accuracy, the course metric, ragas, speed, ablations, retrieval recall."""
+"""Evaluation: held-out accuracy, the course metric, ragas, speed, ablations, retrieval recall.
+
+Each stage is its own module with a config and a ``run``: :mod:`.run` (``eval run``),
+:mod:`.grade`, :mod:`.ablate`, :mod:`.mcq`, :mod:`.overlap`, :mod:`.retrieval`. The package
+exports the configs only, so ``pmpprag.eval.mcq`` stays the module (not a function).
+"""
 
 from pmpprag.eval.ablate import AblateConfig
-from pmpprag.eval.ablate import run as ablate
 from pmpprag.eval.grade import GradeConfig
-from pmpprag.eval.grade import run as grade
 from pmpprag.eval.mcq import McqEvalConfig
-from pmpprag.eval.mcq import run as mcq
 from pmpprag.eval.overlap import OverlapConfig
-from pmpprag.eval.overlap import run as overlap
 from pmpprag.eval.retrieval import RetrievalEvalConfig
-from pmpprag.eval.retrieval import run as retrieval
 from pmpprag.eval.run import EvalRunConfig
-from pmpprag.eval.run import run as run_testset
 
 __all__ = [
     "AblateConfig",
@@ -20,10 +19,4 @@ __all__ = [
     "McqEvalConfig",
     "OverlapConfig",
     "RetrievalEvalConfig",
-    "ablate",
-    "grade",
-    "mcq",
-    "overlap",
-    "retrieval",
-    "run_testset",
 ]

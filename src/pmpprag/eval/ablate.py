@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pmpprag.config import option, to_dict
 from pmpprag.eval.report import ablation_chart, ablation_table
+from pmpprag.eval.results import AblationRow
 from pmpprag.eval.run import (
     EvalRunConfig,
     answer_items,
@@ -26,10 +27,8 @@ from pmpprag.eval.run import (
     write_run,
 )
 from pmpprag.eval.testset import read_testset
-from pmpprag.index import Retriever
 from pmpprag.rag.pipeline import Assistant
 from pmpprag.schema import atomic_write
-from pmpprag.serve.generation import Generator, load_generator
 
 logger = logging.getLogger(__name__)
 
@@ -60,39 +59,33 @@ class AblateConfig(EvalRunConfig):
 
 def run(cfg: AblateConfig) -> dict[str, Any]:
     items = read_testset(cfg.testset)[: cfg.limit]
-    retriever = Retriever.load(cfg.index, cfg.retriever)
-    generators: dict[str | None, Generator] = {}
-    rows: list[dict[str, Any]] = []
+    base = Assistant.load(replace(cfg, rag=True))  # the retriever also embeds for scoring
+    assert base.retriever is not None
+    embedder = base.retriever.embedder
+    by_adapter: dict[str | None, Assistant] = {}  # one loaded model per adapter
+    rows: list[AblationRow] = []
     for variant in cfg.variants:
         use_rag, adapter_kind = VARIANTS[variant]
         adapter = getattr(cfg, adapter_kind) if adapter_kind else None
         if adapter_kind and not adapter:
-            rows.append({"variant": variant, "skipped": f"no --{adapter_kind} adapter given"})
+            rows.append(AblationRow(variant, skipped=f"no --{adapter_kind} adapter given"))
             logger.warning("%s skipped: no --%s adapter given", variant, adapter_kind)
             continue
         run_cfg = replace(cfg, rag=use_rag, generator=replace(cfg.generator, adapter=adapter))
-        if adapter not in generators:
-            generators[adapter] = load_generator(run_cfg.generator)
-        assistant = Assistant(run_cfg, retriever if use_rag else None, generators[adapter])
+        assistant = by_adapter.get(adapter, base).with_config(run_cfg)
+        by_adapter[adapter] = assistant
         logger.info("%s: answering %d items", variant, len(items))
-        answers, wall = answer_items(assistant, items, cfg.batch_size, rag=use_rag)
-        scored = score_answers(items, answers, retriever.embedder)
+        answers, wall = answer_items(assistant, items, cfg.batch_size)
+        scored = score_answers(items, answers, embedder)
         metrics = summarise(scored, wall)
-        metrics.update(model=cfg.generator.model, backend=cfg.generator.backend, rag=use_rag,
-                       mode=cfg.mode, adapter=adapter)  # fmt: skip
+        metrics.model, metrics.backend = cfg.generator.model, cfg.generator.backend
+        metrics.rag, metrics.mode, metrics.adapter = use_rag, cfg.mode, adapter
+        metrics.testset, metrics.settings = str(cfg.testset), to_dict(run_cfg)
         folder = Path(cfg.out) / variant.replace("+", "plus-").strip("-").lower()
-        write_run(folder, scored, metrics, f"ablation variant {variant}: {cfg.testset}")
-        q = metrics["quality"]
-        rows.append({
-            "variant": variant, "rag": use_rag, "adapter": adapter,
-            "mcq_accuracy": q["mcq"]["accuracy"], "mcq_methods": q["mcq"]["methods"],
-            "key_point_coverage": q["open"]["key_point_coverage"],
-            "course_rouge_l": q["open"]["course_rouge_l"], "cjk_rouge_l": q["open"]["cjk_rouge_l"],
-            "rouge_l": q["open"]["rouge_l"], "questions_per_s": metrics["speed"]["questions_per_s"],
-            "tokens_per_s": metrics["speed"]["tokens_per_s"], "folder": str(folder),
-        })  # fmt: skip
+        write_run(folder, scored, metrics, f"ablation variant {variant}: {cfg.testset}", run_cfg)
+        rows.append(AblationRow.measured(variant, adapter, metrics, str(folder)))
     report = {"testset": str(cfg.testset), "items": len(items), "model": cfg.generator.model,
-              "rows": rows, "settings": to_dict(cfg)}  # fmt: skip
+              "rows": [asdict(r) for r in rows], "settings": to_dict(cfg)}  # fmt: skip
     found = findings(rows)
     report["findings"] = found
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
@@ -108,15 +101,15 @@ def run(cfg: AblateConfig) -> dict[str, Any]:
     return report
 
 
-def findings(rows: list[dict[str, Any]]) -> list[str]:
+def findings(rows: list[AblationRow]) -> list[str]:
     """Plain statements of what RAG changed, so a regression is said, not hidden in a table."""
-    by = {r["variant"]: r for r in rows if not r.get("skipped")}
+    by = {r.variant: r for r in rows if not r.skipped}
     out = []
     for without, with_ in (("base", "+RAG"), ("+LoRA", "+LoRA+RAG")):
         if without in by and with_ in by:
             for key, label in (("mcq_accuracy", "mcq accuracy"),
                                ("key_point_coverage", "key-point coverage")):  # fmt: skip
-                a, b = by[without][key], by[with_][key]
+                a, b = getattr(by[without], key), getattr(by[with_], key)
                 if a is None or b is None:
                     continue
                 verb = "improves" if b > a else "does not improve"

@@ -22,6 +22,7 @@ from typing import Any
 from pmpprag.config import option, to_dict
 from pmpprag.errors import PmppragError
 from pmpprag.eval.overlap import CORPUS, overlap_report
+from pmpprag.eval.results import RunMetrics
 from pmpprag.eval.run import headline, score_items, summarise, write_run
 from pmpprag.eval.testset import TestItem, read_testset
 from pmpprag.rag.prompts import format_choices
@@ -84,7 +85,7 @@ def _responses(reply: Any, expected: int) -> list[str]:
     return responses
 
 
-def run(cfg: GradeConfig) -> dict[str, Any]:
+def run(cfg: GradeConfig) -> RunMetrics:
     import httpx
 
     items = read_testset(cfg.testset)[: cfg.limit]
@@ -124,12 +125,13 @@ def run(cfg: GradeConfig) -> dict[str, Any]:
     for row, latency in zip(rows, latencies, strict=True):
         row["wall_s"] = round(latency, 4)
     metrics = summarise(rows, wall)
-    metrics["speed"]["note"] = (
+    metrics.speed.note = (
         "timed over the /predict calls only; tokens are not reported by the grading contract"
     )
-    metrics["overlap"] = overlap_report(items, CORPUS, [])
-    metrics.update(testset=str(cfg.testset), url=cfg.url, mode=status, settings=to_dict(cfg))
-    write_run(Path(cfg.out), rows, metrics, f"eval grade: {cfg.url} on {cfg.testset}")
+    metrics.overlap = overlap_report(items, CORPUS, [])
+    metrics.testset, metrics.url, metrics.mode = str(cfg.testset), cfg.url, status
+    metrics.settings = to_dict(cfg)
+    write_run(Path(cfg.out), rows, metrics, f"eval grade: {cfg.url} on {cfg.testset}", cfg)
     print(headline(metrics))
     print(f"report: {Path(cfg.out) / 'report.md'}")
     return metrics

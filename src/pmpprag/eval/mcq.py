@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pmpprag.config import option, to_dict
+from pmpprag.eval.results import McqMethodRun
 from pmpprag.eval.testset import read_testset
 from pmpprag.rag.mcq import METHODS
 from pmpprag.rag.pipeline import Assistant, Question, RagConfig
@@ -40,26 +41,24 @@ def run(cfg: McqEvalConfig) -> dict[str, Any]:
         raise ValueError(f"{cfg.testset} holds no mcq items")
     questions = [Question(i.question, i.choices) for i in items]
     base = Assistant.load(cfg)
-    rows = []
+    rows: list[McqMethodRun] = []
     for method in cfg.methods:
         for rag in [True, False] if cfg.no_rag and method in ("generate", "loglik") else [True]:
-            run_cfg = replace(cfg, mcq_method=method, rag=rag)  # type: ignore[arg-type]
-            assistant = Assistant(run_cfg, base.retriever if rag else None, base._generator)
+            # shares the retriever and the (lazily loaded) model with every other run
+            assistant = base.with_config(replace(cfg, mcq_method=method, rag=rag))  # type: ignore[arg-type]
             started = time.perf_counter()
-            answers = assistant.ask_many(questions, rag=rag)  # type: ignore[arg-type]
-            base._generator = assistant._generator  # share the loaded model between runs
+            answers = assistant.ask_many(questions)  # type: ignore[arg-type]
             correct = sum(a.choice == i.answer for a, i in zip(answers, items, strict=True))
             used = sorted({a.mode for a in answers})
-            rows.append({"method": method, "rag": rag, "accuracy": round(correct / len(items), 3),
-                         "correct": correct, "n": len(items), "modes": used,
-                         "seconds": round(time.perf_counter() - started, 1)})  # fmt: skip
+            rows.append(McqMethodRun(method, rag, round(correct / len(items), 3), correct,
+                                     len(items), used, round(time.perf_counter() - started, 1)))  # fmt: skip
             logger.info("%s rag=%s: %d/%d", method, rag, correct, len(items))
     chance = round(sum(1 / len(i.choices) for i in items) / len(items), 3)
     report = {
         "testset": str(cfg.testset),
         "model": cfg.generator.model,
         "chance": chance,
-        "results": rows,
+        "results": [asdict(r) for r in rows],
         "settings": to_dict(cfg),
     }
     with atomic_write(Path(cfg.out) / "mcq_methods.json") as fh:
@@ -69,6 +68,6 @@ def run(cfg: McqEvalConfig) -> dict[str, Any]:
     )
     for r in rows:
         print(
-            f"| {r['method']} | {'yes' if r['rag'] else 'no'} | {r['accuracy']:.3f} | {r['correct']} / {r['n']} | {r['seconds']} |"
+            f"| {r.method} | {'yes' if r.rag else 'no'} | {r.accuracy:.3f} | {r.correct} / {r.n} | {r.seconds} |"
         )
     return report

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from pmpprag.eval.overlap import overlap_markdown
+from pmpprag.eval.results import AblationRow, ChapterScores, RunMetrics
 
 __all__ = ["ablation_chart", "ablation_table", "render_report"]
 
@@ -23,7 +25,7 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def _chapter_chart(out: Path, by_chapter: dict[str, dict[str, Any]]) -> str | None:
+def _chapter_chart(out: Path, by_chapter: dict[str, ChapterScores]) -> str | None:
     if not by_chapter:
         return None
     plt = _pyplot()
@@ -32,7 +34,7 @@ def _chapter_chart(out: Path, by_chapter: dict[str, dict[str, Any]]) -> str | No
     width = 0.4
     for offset, key, label in ((-width / 2, "mcq_accuracy", "mcq accuracy"),
                                (width / 2, "key_point_coverage", "key-point coverage")):  # fmt: skip
-        values = [by_chapter[c][key] or 0.0 for c in chapters]
+        values = [getattr(by_chapter[c], key) or 0.0 for c in chapters]
         ax.bar([i + offset for i in range(len(chapters))], values, width, label=label)
     ax.set_xticks(range(len(chapters)), [f"ch{c}" for c in chapters])
     ax.set_ylim(0, 1)
@@ -60,75 +62,74 @@ def _speed_chart(out: Path, rows_latency: list[float]) -> str | None:
     return "speed.png"
 
 
-def render_report(
-    out: Path, rows: list[dict[str, Any]], metrics: dict[str, Any], title: str
-) -> str:
+def render_report(out: Path, rows: list[dict[str, Any]], metrics: RunMetrics, title: str) -> str:
     """The markdown report for scored ``rows``; charts are written beside it in ``out``."""
-    q, s = metrics["quality"], metrics["speed"]
+    q, s = metrics.quality, metrics.speed
     latencies = [r["wall_s"] for r in rows if r.get("wall_s")]
     lines = [f"# {title}", ""]
-    where = metrics.get("url") or f"{metrics.get('model')} ({metrics.get('backend')})"
-    lines += [f"Answered by: {where}; RAG: {metrics.get('rag')}; mode: {metrics.get('mode')}.", ""]
+    where = metrics.url or f"{metrics.model} ({metrics.backend})"
+    lines += [f"Answered by: {where}; RAG: {metrics.rag}; mode: {metrics.mode}.", ""]
     lines += ["## Quality", "", "| metric | value | n |", "|---|---|---|"]
-    if q["mcq"]["n"]:
-        lines.append(f"| mcq accuracy ({', '.join(q['mcq']['methods'])}) | "
-                     f"{_fmt(q['mcq']['accuracy'])} | {q['mcq']['n']} |")  # fmt: skip
-    if q["open"]["n"]:
-        o = q["open"]
+    if q.mcq.n:
+        lines.append(f"| mcq accuracy ({', '.join(q.mcq.methods)}) | "
+                     f"{_fmt(q.mcq.accuracy)} | {q.mcq.n} |")  # fmt: skip
+    if q.open.n:
+        o = q.open
         lines += [
-            f"| course metric (jieba + rouge-score RougeL F) | {_fmt(o['course_rouge_l'])} | {o['n']} |",
-            f"| CJK-aware ROUGE-L F (Chinese words kept) | {_fmt(o['cjk_rouge_l'])} | {o['n']} |",
-            f"| ROUGE-L F1 (English tokenizer, stemmed) | {_fmt(o['rouge_l'])} | {o['n']} |",
+            f"| course metric (jieba + rouge-score RougeL F) | {_fmt(o.course_rouge_l)} | {o.n} |",
+            f"| CJK-aware ROUGE-L F (Chinese words kept) | {_fmt(o.cjk_rouge_l)} | {o.n} |",
+            f"| ROUGE-L F1 (English tokenizer, stemmed) | {_fmt(o.rouge_l)} | {o.n} |",
+            f"| repeated 4-character n-grams per answer | {_fmt(o.repeated_4gram)} | {o.n} |",
         ]
-        if o["with_key_points"]:
+        if o.with_key_points:
             lines.append(
-                f"| key-point coverage | {_fmt(o['key_point_coverage'])} | {o['with_key_points']} |"
+                f"| key-point coverage | {_fmt(o.key_point_coverage)} | {o.with_key_points} |"
             )
     lines += ["", "The course metric drops every CJK character (rouge-score's default tokenizer "
               "keeps only `[a-z0-9]`), so it scores the Latin identifiers and numbers that "
               "answer and reference share; the CJK-aware row keeps the Chinese words.", ""]  # fmt: skip
-    if "ragas" in metrics:
-        r = metrics["ragas"]
+    if metrics.ragas is not None:
+        r = metrics.ragas
         lines += ["## ragas", "", f"Judge: {r.get('judge') or 'none (offline metrics only)'}", "",
                   "| metric | mean | n | failures |", "|---|---|---|---|"]  # fmt: skip
         for name, v in r.items():
             if isinstance(v, dict):
                 lines.append(f"| {name} | {_fmt(v['mean'])} | {v['n']} | {v['failures']} |")
         lines.append("")
-    chart = _chapter_chart(out, metrics.get("by_chapter", {}))
+    chart = _chapter_chart(out, metrics.by_chapter)
     if chart:
         lines += ["## Per chapter", "", f"![accuracy per chapter]({chart})", "",
                   "| chapter | n | mcq accuracy | key-point coverage | course metric |",
                   "|---|---|---|---|---|"]  # fmt: skip
-        for c, v in metrics["by_chapter"].items():
-            lines.append(f"| {c} | {v['n']} | {_fmt(v['mcq_accuracy'])} | "
-                         f"{_fmt(v['key_point_coverage'])} | {_fmt(v['course_rouge_l'])} |")  # fmt: skip
+        for c, v in metrics.by_chapter.items():
+            lines.append(f"| {c} | {v.n} | {_fmt(v.mcq_accuracy)} | "
+                         f"{_fmt(v.key_point_coverage)} | {_fmt(v.course_rouge_l)} |")  # fmt: skip
         lines.append("")
     lines += ["## Speed", "", "| measure | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in s.items()]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in asdict(s).items() if v is not None]
     lines += ["", "tokens/s: completion tokens counted by the model's tokenizer over the answering "
               "wall time; chars/s: answer characters over the same time (the course's figure).", ""]  # fmt: skip
     chart = _speed_chart(out, latencies)
     if chart:
         lines += [f"![latency]({chart})", ""]
-    if "overlap" in metrics:
+    if metrics.overlap is not None:
         lines += ["## Overlap with corpus and training data", "",
-                  overlap_markdown(metrics["overlap"]), ""]  # fmt: skip
+                  overlap_markdown(metrics.overlap), ""]  # fmt: skip
     return "\n".join(lines)
 
 
-def ablation_chart(out: Path, rows: list[dict[str, Any]]) -> str:
+def ablation_chart(out: Path, rows: list[AblationRow]) -> str:
     """Grouped bars: mcq accuracy, key-point coverage and course metric per variant."""
     plt = _pyplot()
-    ran = [r for r in rows if not r.get("skipped")]
+    ran = [r for r in rows if not r.skipped]
     keys = [("mcq_accuracy", "mcq accuracy"), ("key_point_coverage", "key-point coverage"),
             ("course_rouge_l", "course metric")]  # fmt: skip
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(ran)), 3.5))
     width = 0.8 / len(keys)
     for k, (key, label) in enumerate(keys):
-        ax.bar([i + (k - 1) * width for i in range(len(ran))], [r.get(key) or 0.0 for r in ran],
+        ax.bar([i + (k - 1) * width for i in range(len(ran))], [getattr(r, key) or 0.0 for r in ran],
                width, label=label)  # fmt: skip
-    ax.set_xticks(range(len(ran)), [r["variant"] for r in ran])
+    ax.set_xticks(range(len(ran)), [r.variant for r in ran])
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     ax.set_title("Ablation")
@@ -138,15 +139,15 @@ def ablation_chart(out: Path, rows: list[dict[str, Any]]) -> str:
     return "ablation.png"
 
 
-def ablation_table(rows: list[dict[str, Any]]) -> str:
+def ablation_table(rows: list[AblationRow]) -> str:
     """The ablation variants as a markdown table; skipped variants say why."""
     lines = ["| variant | mcq accuracy | key-point coverage | course metric | CJK ROUGE-L | ROUGE-L | q/s |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
-        if r.get("skipped"):
-            lines.append(f"| {r['variant']} | skipped: {r['skipped']} | | | | | |")
+        if r.skipped:
+            lines.append(f"| {r.variant} | skipped: {r.skipped} | | | | | |")
             continue
-        lines.append(f"| {r['variant']} | {_fmt(r['mcq_accuracy'])} | {_fmt(r['key_point_coverage'])} | "
-                     f"{_fmt(r['course_rouge_l'])} | {_fmt(r['cjk_rouge_l'])} | {_fmt(r['rouge_l'])} | "
-                     f"{_fmt(r['questions_per_s'])} |")  # fmt: skip
+        lines.append(f"| {r.variant} | {_fmt(r.mcq_accuracy)} | {_fmt(r.key_point_coverage)} | "
+                     f"{_fmt(r.course_rouge_l)} | {_fmt(r.cjk_rouge_l)} | {_fmt(r.rouge_l)} | "
+                     f"{_fmt(r.questions_per_s)} |")  # fmt: skip
     return "\n".join(lines)

@@ -17,11 +17,11 @@ import json
 import logging
 import math
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from tqdm import tqdm
 
 from pmpprag.config import option, to_dict
@@ -35,6 +35,14 @@ from pmpprag.eval.metrics import (
 )
 from pmpprag.eval.overlap import CORPUS, overlap_report
 from pmpprag.eval.ragas_eval import RagasConfig, score_open_answers
+from pmpprag.eval.results import (
+    ChapterScores,
+    McqQuality,
+    OpenQuality,
+    Quality,
+    RunMetrics,
+    Speed,
+)
 from pmpprag.eval.testset import TestItem, read_testset
 from pmpprag.rag.pipeline import Assistant, Question, RagConfig
 from pmpprag.rag.prompts import parse_letter
@@ -71,7 +79,7 @@ class EvalRunConfig(RagConfig):
 
 
 def answer_items(
-    assistant: Assistant, items: list[TestItem], batch_size: int, *, rag: bool | None = None
+    assistant: Assistant, items: list[TestItem], batch_size: int
 ) -> tuple[list[Answer], float]:
     """Answers in item order, and the wall time spent answering (progress on stderr)."""
     questions: list[str | Question] = [Question(i.question, i.choices or None) for i in items]
@@ -79,9 +87,7 @@ def answer_items(
     started = time.perf_counter()
     with tqdm(total=len(questions), desc="answering", unit="q", leave=False) as bar:
         for start in range(0, len(questions), batch_size):
-            answers += assistant.ask_many(
-                questions[start : start + batch_size], batch_size, rag=rag
-            )
+            answers += assistant.ask_many(questions[start : start + batch_size], batch_size)
             bar.update(min(batch_size, len(questions) - start))
     return answers, time.perf_counter() - started
 
@@ -128,47 +134,47 @@ def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
-def summarise(rows: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+def summarise(rows: list[dict[str, Any]], wall_s: float) -> RunMetrics:
     """Quality per type and chapter, and speed over the whole run."""
     mcq = [r for r in rows if r["type"] == "mcq"]
     open_ = [r for r in rows if r["type"] == "open"]
-    quality = {
-        "items": len(rows),
-        "mcq": {"n": len(mcq), "accuracy": _mean(mcq, "correct"),
-                "methods": sorted({str(r.get("mode")) for r in mcq})},
-        "open": {"n": len(open_), "course_rouge_l": _mean(open_, "course_rouge_l"),
-                 "cjk_rouge_l": _mean(open_, "cjk_rouge_l"), "rouge_l": _mean(open_, "rouge_l"),
-                 "key_point_coverage": _mean(open_, "key_point_coverage"),
-                 "repeated_4gram": _mean(open_, "repeated_4gram"),
-                 "mostly_chinese": _mean(open_, "mostly_chinese"),
-                 "with_key_points": sum(1 for r in open_ if "key_point_coverage" in r)},
-    }  # fmt: skip
-    by_chapter: dict[str, dict[str, Any]] = defaultdict(dict)
+    quality = Quality(
+        items=len(rows),
+        mcq=McqQuality(n=len(mcq), accuracy=_mean(mcq, "correct"),
+                       methods=sorted({str(r.get("mode")) for r in mcq})),
+        open=OpenQuality(n=len(open_), course_rouge_l=_mean(open_, "course_rouge_l"),
+                         cjk_rouge_l=_mean(open_, "cjk_rouge_l"), rouge_l=_mean(open_, "rouge_l"),
+                         key_point_coverage=_mean(open_, "key_point_coverage"),
+                         repeated_4gram=_mean(open_, "repeated_4gram"),
+                         mostly_chinese=_mean(open_, "mostly_chinese"),
+                         with_key_points=sum(1 for r in open_ if "key_point_coverage" in r)),
+    )  # fmt: skip
+    by_chapter: dict[str, ChapterScores] = {}
     for chapter in sorted({r["chapter"] for r in rows if r["chapter"] is not None}):
         these = [r for r in rows if r["chapter"] == chapter]
-        by_chapter[str(chapter)] = {
-            "n": len(these),
-            "mcq_accuracy": _mean(these, "correct"),
-            "key_point_coverage": _mean(these, "key_point_coverage"),
-            "course_rouge_l": _mean(these, "course_rouge_l"),
-        }
+        by_chapter[str(chapter)] = ChapterScores(
+            n=len(these),
+            mcq_accuracy=_mean(these, "correct"),
+            key_point_coverage=_mean(these, "key_point_coverage"),
+            course_rouge_l=_mean(these, "course_rouge_l"),
+        )
     latencies = [r["wall_s"] for r in rows if r.get("wall_s")]
     ttfts = [r["ttft_s"] for r in rows if r.get("ttft_s")]
     tokens = sum(r.get("completion_tokens", 0) for r in rows)
     chars = sum(len(r["answer"]) for r in rows)
-    speed = {
-        "wall_s": round(wall_s, 3),
-        "questions_per_s": round(len(rows) / wall_s, 3) if wall_s else None,
-        "completion_tokens": tokens,
-        "tokens_per_s": round(tokens / wall_s, 2) if wall_s and tokens else None,
-        "answer_chars": chars,
-        "chars_per_s": round(chars / wall_s, 2) if wall_s else None,
-        "latency_p50_s": percentile(latencies, 50),
-        "latency_p95_s": percentile(latencies, 95),
-        "ttft_p50_s": percentile(ttfts, 50),
-        "ttft_p95_s": percentile(ttfts, 95),
-    }
-    return {"quality": quality, "by_chapter": dict(by_chapter), "speed": speed}
+    speed = Speed(
+        wall_s=round(wall_s, 3),
+        questions_per_s=round(len(rows) / wall_s, 3) if wall_s else None,
+        completion_tokens=tokens,
+        tokens_per_s=round(tokens / wall_s, 2) if wall_s and tokens else None,
+        answer_chars=chars,
+        chars_per_s=round(chars / wall_s, 2) if wall_s else None,
+        latency_p50_s=percentile(latencies, 50),
+        latency_p95_s=percentile(latencies, 95),
+        ttft_p50_s=percentile(ttfts, 50),
+        ttft_p95_s=percentile(ttfts, 95),
+    )
+    return RunMetrics(quality=quality, by_chapter=by_chapter, speed=speed)
 
 
 def answer_fields(answer: Answer) -> dict[str, Any]:
@@ -182,20 +188,26 @@ def answer_fields(answer: Answer) -> dict[str, Any]:
             "wall_s": round(answer.wall_s, 4)}  # fmt: skip
 
 
-def write_run(out: Path, rows: list[dict[str, Any]], metrics: dict[str, Any], title: str) -> None:
-    """results.jsonl, metrics.json, charts and report.md, each written atomically."""
+def write_run(
+    out: Path, rows: list[dict[str, Any]], metrics: RunMetrics, title: str, cfg: Any = None
+) -> None:
+    """results.jsonl, metrics.json, config.yaml (the resolved settings, to re-run with
+    ``--config``), charts and report.md, each written atomically."""
     from pmpprag.eval.report import render_report
 
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "results.jsonl", rows)
     with atomic_write(out / "metrics.json") as fh:
-        json.dump(metrics, fh, indent=1, ensure_ascii=False, default=str)
+        json.dump(metrics.to_dict(), fh, indent=1, ensure_ascii=False, default=str)
+    if cfg is not None:
+        with atomic_write(out / "config.yaml") as fh:
+            yaml.safe_dump(to_dict(cfg), fh, sort_keys=False, allow_unicode=True)
     report = render_report(out, rows, metrics, title)
     with atomic_write(out / "report.md") as fh:
         fh.write(report)
 
 
-def run(cfg: EvalRunConfig) -> dict[str, Any]:
+def run(cfg: EvalRunConfig) -> RunMetrics:
     items = read_testset(cfg.testset)[: cfg.limit]
     assistant = Assistant.load(cfg)
     logger.info("answering %d items from %s", len(items), cfg.testset)
@@ -209,33 +221,36 @@ def run(cfg: EvalRunConfig) -> dict[str, Any]:
                        "reference": r["reference"],
                        "retrieved_contexts": [h.chunk.text for h in a.passages] or [""]}
                       for r, a in zip(rows, answers, strict=True) if r["type"] == "open"]  # fmt: skip
-        per_row, metrics["ragas"] = score_open_answers(ragas_rows, cfg.ragas)
+        per_row, metrics.ragas = score_open_answers(ragas_rows, cfg.ragas)
         for row, scores in zip(open_rows, per_row, strict=True):
             row["ragas"] = scores
-    metrics["overlap"] = overlap_report(items, CORPUS, cfg.train)
-    metrics.update(testset=str(cfg.testset), model=cfg.generator.model,
-                   backend=cfg.generator.backend, rag=cfg.rag, mode=cfg.mode,
-                   settings=to_dict(cfg))  # fmt: skip
-    write_run(Path(cfg.out), rows, metrics, f"eval run: {cfg.testset}")
+    metrics.overlap = overlap_report(items, CORPUS, cfg.train)
+    metrics.testset, metrics.model, metrics.backend = (
+        str(cfg.testset),
+        cfg.generator.model,
+        cfg.generator.backend,
+    )
+    metrics.rag, metrics.mode, metrics.settings = cfg.rag, cfg.mode, to_dict(cfg)
+    write_run(Path(cfg.out), rows, metrics, f"eval run: {cfg.testset}", cfg)
     print(headline(metrics))
     print(f"report: {Path(cfg.out) / 'report.md'}")
     return metrics
 
 
-def headline(metrics: dict[str, Any]) -> str:
-    q, s = metrics["quality"], metrics["speed"]
-    parts = [f"{q['items']} items"]
-    if q["mcq"]["n"]:
-        parts.append(f"mcq accuracy {q['mcq']['accuracy']}")
-    if q["open"]["n"]:
-        parts.append(f"course ROUGE-L {q['open']['course_rouge_l']}")
-        parts.append(f"CJK ROUGE-L {q['open']['cjk_rouge_l']}")
-        if q["open"]["mostly_chinese"] is not None:
-            parts.append(f"Chinese answers {q['open']['mostly_chinese']}")
-        if q["open"]["with_key_points"]:
-            parts.append(f"key points {q['open']['key_point_coverage']}")
-    parts.append(f"{s['questions_per_s']} q/s")
-    if s["tokens_per_s"]:  # extractive answers generate no tokens
-        parts.append(f"{s['tokens_per_s']} tok/s")
-    parts.append(f"{s['chars_per_s']} chars/s")
+def headline(metrics: RunMetrics) -> str:
+    q, s = metrics.quality, metrics.speed
+    parts = [f"{q.items} items"]
+    if q.mcq.n:
+        parts.append(f"mcq accuracy {q.mcq.accuracy}")
+    if q.open.n:
+        parts.append(f"course ROUGE-L {q.open.course_rouge_l}")
+        parts.append(f"CJK ROUGE-L {q.open.cjk_rouge_l}")
+        if q.open.mostly_chinese is not None:
+            parts.append(f"Chinese answers {q.open.mostly_chinese}")
+        if q.open.with_key_points:
+            parts.append(f"key points {q.open.key_point_coverage}")
+    parts.append(f"{s.questions_per_s} q/s")
+    if s.tokens_per_s:  # extractive answers generate no tokens
+        parts.append(f"{s.tokens_per_s} tok/s")
+    parts.append(f"{s.chars_per_s} chars/s")
     return ", ".join(parts)

@@ -14,8 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from pmpprag.generation import Messages
 from pmpprag.schema import Chunk, QAKind
-from pmpprag.serve.generation import Messages
 
 __all__ = ["GeneratedPair", "ParseError", "build_messages", "parse_pairs"]
 

@@ -28,11 +28,11 @@ import yaml
 from tqdm import tqdm
 
 from pmpprag.config import option, to_dict
+from pmpprag.generation import GeneratorConfig, SamplingConfig, load_generator
 from pmpprag.ingest.stage import parse_chapters
 from pmpprag.qagen.filters import bigram_jaccard, check_pair, grounding, near_duplicates
 from pmpprag.qagen.prompts import ParseError, build_messages, parse_pairs
 from pmpprag.schema import Chunk, QAPair, atomic_write, read_jsonl, write_jsonl
-from pmpprag.serve.generation import GeneratorConfig, SamplingConfig, load_generator
 
 logger = logging.getLogger(__name__)
 

@@ -16,15 +16,16 @@ is the embedded default.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 
+from pmpprag.generation import Generation, Generator, Messages, SamplingConfig
 from pmpprag.rag.calc import pick_option, solve
 from pmpprag.rag.extractive import select_sentences, support_scores
 from pmpprag.rag.prompts import LETTERS, MCQ_INSTRUCTIONS, format_choices, parse_letter
 from pmpprag.schema import Hit
-from pmpprag.serve.generation import Generation, Messages, SamplingConfig
 
 __all__ = ["METHODS", "McqMethod", "McqResult", "answer_mcq"]
 
@@ -32,22 +33,15 @@ McqMethod = Literal["generate", "loglik", "evidence", "combined", "calculate"]
 METHODS: tuple[McqMethod, ...] = ("generate", "loglik", "evidence", "combined", "calculate")
 
 
+@dataclass
 class McqResult:
-    def __init__(
-        self,
-        letter: str,
-        scores: list[float],
-        method: str,
-        reason: str,
-        generation: Generation | None = None,
-    ) -> None:
-        self.letter, self.scores, self.method, self.reason, self.generation = (
-            letter,
-            scores,
-            method,
-            reason,
-            generation,
-        )
+    """The chosen letter, every option's score, the method that decided, and why."""
+
+    letter: str
+    scores: list[float]
+    method: str  # the method that decided: "evidence", or "calculate->evidence" after a fallback
+    reason: str
+    generation: Generation | None = None
 
 
 def _messages(system: str, context: str, question: str, choices: list[str]) -> Messages:
@@ -69,7 +63,7 @@ def answer_mcq(
     context: str,
     system: str,
     embedder: Any,
-    generator: Any | None,
+    generator: Generator | None,
     loglik_weight: float = 0.3,
 ) -> McqResult:
     """Pick an option letter with ``method``; the reason cites the best supporting sentence."""
@@ -90,8 +84,7 @@ def answer_mcq(
         fallback = answer_mcq(
             "evidence", question, choices, hits, context, system, embedder, generator
         )
-        fallback.method = f"calculate->{fallback.method}"
-        return fallback
+        return replace(fallback, method=f"calculate->{fallback.method}")
     if method == "generate":
         if generator is None:
             raise ValueError("the generate method needs a generator")
@@ -108,10 +101,8 @@ def answer_mcq(
         evidence = support_scores(embedder, question, choices, hits) if method != "loglik" else None
         loglik = None
         if method in ("loglik", "combined"):
-            if generator is None or not hasattr(generator, "score"):
-                raise ValueError(
-                    f"the {method} method needs a generator that can score text (ctranslate2 or transformers)"
-                )
+            if generator is None:
+                raise ValueError(f"the {method} method needs a generator")
             prompt = _messages(system, context, question, choices)
             loglik = generator.score(
                 [prompt] * len(choices), [f"{LETTERS[i]}. {c}" for i, c in enumerate(choices)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,13 @@ from typing import Any, Literal
 
 from pmpprag import models
 from pmpprag.config import load_config, option
+from pmpprag.generation import (
+    Generation,
+    Generator,
+    GeneratorConfig,
+    SamplingConfig,
+    load_generator,
+)
 from pmpprag.index import Retriever, RetrieverConfig
 from pmpprag.rag.calc import solve, worked_text
 from pmpprag.rag.extractive import (
@@ -44,13 +52,6 @@ from pmpprag.rag.prompts import (
     split_choices,
 )
 from pmpprag.schema import Answer, Citation, Hit
-from pmpprag.serve.generation import (
-    Generation,
-    Generator,
-    GeneratorConfig,
-    SamplingConfig,
-    load_generator,
-)
 from pmpprag.text import has_cjk
 
 logger = logging.getLogger(__name__)
@@ -108,16 +109,36 @@ class Question:
     chapters: set[int] | None = None
 
 
+class _LazyGenerator:
+    """A generator loaded on first use, once, even when several threads ask at the same time;
+    assistants with the same generator settings share one (:meth:`Assistant.with_config`)."""
+
+    def __init__(self, cfg: GeneratorConfig, generator: Generator | None = None) -> None:
+        self.cfg = cfg
+        self._generator = generator
+        self._lock = threading.Lock()
+
+    def get(self) -> Generator:
+        with self._lock:
+            if self._generator is None:
+                self._generator = load_generator(self.cfg)
+            return self._generator
+
+
 class Assistant:
-    """Retriever + generator. The generator loads on first need: extractive answers and
-    evidence-scored choices never need it."""
+    """Retriever + generator. ``cfg.rag`` is the one retrieval switch: with it on the assistant
+    holds a retriever, with it off none. The generator loads on first need: extractive answers
+    and evidence-scored choices never need it. Requests keep no state on the assistant, so one
+    assistant serves many threads."""
 
     def __init__(
         self, cfg: RagConfig, retriever: Retriever | None, generator: Generator | None = None
     ) -> None:
+        if cfg.rag and retriever is None:
+            raise ValueError("rag is on but no retriever was given (Assistant.load loads one)")
         self.cfg = cfg
-        self.retriever = retriever
-        self._generator = generator
+        self.retriever = retriever if cfg.rag else None
+        self._lazy = _LazyGenerator(cfg.generator, generator)
 
     @classmethod
     def load(cls, config: RagConfig | str | Path | None = None, **overrides: Any) -> Assistant:
@@ -131,11 +152,25 @@ class Assistant:
         retriever = Retriever.load(cfg.index, cfg.retriever) if cfg.rag else None
         return cls(cfg, retriever)
 
+    def with_config(self, cfg: RagConfig) -> Assistant:
+        """An assistant for ``cfg`` that shares this one's loaded models where the settings
+        allow: the retriever for the same index and retriever settings, the generator (loaded
+        now or later) for the same generator settings. Everything else loads anew."""
+        retriever = None
+        if cfg.rag:
+            same = cfg.index == self.cfg.index and cfg.retriever == self.cfg.retriever
+            if same and self.retriever is not None:
+                retriever = self.retriever
+            else:
+                retriever = Retriever.load(cfg.index, cfg.retriever)
+        other = Assistant(cfg, retriever)
+        if cfg.generator == self.cfg.generator:
+            other._lazy = self._lazy
+        return other
+
     @property
     def generator(self) -> Generator:
-        if self._generator is None:
-            self._generator = load_generator(self.cfg.generator)
-        return self._generator
+        return self._lazy.get()
 
     @property
     def mcq_method(self) -> McqMethod:
@@ -158,12 +193,12 @@ class Assistant:
         return ANSWER_INSTRUCTIONS[language] + (CONCISE[language] if self.cfg.concise else "")
 
     def ask(self, question: str, *, k: int | None = None, chapters: set[int] | None = None,
-            rag: bool | None = None, choices: list[str] | None = None) -> Answer:  # fmt: skip
+            choices: list[str] | None = None) -> Answer:  # fmt: skip
         """Answer one question (see :meth:`ask_many` for batches)."""
-        return self.ask_many([Question(question, choices, chapters)], k=k, rag=rag)[0]
+        return self.ask_many([Question(question, choices, chapters)], k=k)[0]
 
-    def ask_many(self, questions: list[str | Question], batch_size: int = 8, *, k: int | None = None,
-                 rag: bool | None = None) -> list[Answer]:  # fmt: skip
+    def ask_many(self, questions: list[str | Question], batch_size: int = 8, *,
+                 k: int | None = None) -> list[Answer]:  # fmt: skip
         """Answer many questions; generated answers run through the generator in true batches."""
         items = [q if isinstance(q, Question) else Question(q) for q in questions]
         for n, item in enumerate(items):
@@ -173,7 +208,6 @@ class Assistant:
                 text, choices = split_choices(item.text)
                 if choices:
                     items[n] = Question(text, choices, item.chapters)
-        use_rag = self.cfg.rag if rag is None else rag
         answers: list[Answer | None] = [None] * len(items)
         pending: list[tuple[int, Any, list[Hit], float]] = []  # waiting for batched generation
         for i, item in enumerate(items):
@@ -181,9 +215,7 @@ class Assistant:
             language = self._language(item.text)
             hits: list[Hit] = []
             retrieval_s = 0.0
-            if use_rag:
-                if self.retriever is None:
-                    raise ValueError("this assistant was loaded with rag=false: no index to search")
+            if self.retriever is not None:
                 query = item.text if not item.choices else f"{item.text} {' '.join(item.choices)}"
                 found = self.retriever.retrieve(
                     query, k=k, chapters=item.chapters, language=language
@@ -199,7 +231,7 @@ class Assistant:
             )
             if item.choices:
                 answers[i] = self._mcq(item, language, hits, context, retrieval_s, started)
-            elif use_rag and self.cfg.mode == "extractive":
+            elif self.retriever is not None and self.cfg.mode == "extractive":
                 answers[i] = self._extractive(item.text, language, hits, retrieval_s, started)
             else:
                 pending.append((i, context, hits, retrieval_s))

@@ -1,19 +1,4 @@
-"""Generation back-ends and the HTTP server (OpenAI API + the course grading contract)."""
+"""The HTTP server: the course grading contract (/predict) and the OpenAI API (/v1).
 
-from pmpprag.serve.generation import (
-    GENERATORS,
-    Generation,
-    Generator,
-    GeneratorConfig,
-    SamplingConfig,
-    load_generator,
-)
-
-__all__ = [
-    "GENERATORS",
-    "Generation",
-    "Generator",
-    "GeneratorConfig",
-    "SamplingConfig",
-    "load_generator",
-]
+Layer 4 (top): it imports rag and generation; nothing in the package imports it.
+"""

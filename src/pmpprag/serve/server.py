@@ -38,9 +38,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from pmpprag.config import option
+from pmpprag.generation import SamplingConfig
 from pmpprag.rag.pipeline import Assistant, Question, RagConfig
 from pmpprag.schema import Answer
-from pmpprag.serve.generation import SamplingConfig
 from pmpprag.serve.openai_schema import ChatRequest
 from pmpprag.serve.requests import (
     BadRequest,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pmpprag.config import option
-from pmpprag.serve.generation import Generation, GeneratorConfig, SamplingConfig, load_generator
+from pmpprag.generation import Generation, GeneratorConfig, SamplingConfig, load_generator
 
 __all__ = ["GenerateConfig", "run"]
 

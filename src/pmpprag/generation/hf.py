@@ -7,15 +7,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from pmpprag import models
-from pmpprag.serve.generation import (
+from pmpprag.generation.base import (
     Generation,
     GeneratorConfig,
     Prompt,
     SamplingConfig,
     Timer,
-    render_prompt,
     truncate_at_stop,
 )
+from pmpprag.generation.prompt import render_prompt
 
 __all__ = ["TransformersGenerator"]
 

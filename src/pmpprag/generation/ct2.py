@@ -17,16 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from pmpprag import models
-from pmpprag.schema import atomic_folder
-from pmpprag.serve.generation import (
+from pmpprag.generation.base import (
     Generation,
     GeneratorConfig,
     Prompt,
     SamplingConfig,
     Timer,
-    render_prompt,
     truncate_at_stop,
 )
+from pmpprag.generation.prompt import render_prompt
+from pmpprag.schema import atomic_folder
 
 logger = logging.getLogger(__name__)
 

@@ -23,13 +23,14 @@ from typing import Any
 
 from pmpprag import models
 from pmpprag.errors import MissingExtra
-from pmpprag.serve.generation import (
+from pmpprag.generation.base import (
+    CannotScore,
     Generation,
     GeneratorConfig,
     Prompt,
     SamplingConfig,
-    render_prompt,
 )
+from pmpprag.generation.prompt import render_prompt
 
 __all__ = ["VLLMAsyncGenerator", "VLLMGenerator"]
 
@@ -90,6 +91,9 @@ class VLLMGenerator:
         self.tokenizer = self.llm.get_tokenizer()
         self.context_window = int(self.llm.llm_engine.model_config.max_model_len)
         self._lock = threading.Lock()
+
+    def score(self, prompts: list[Prompt], continuations: list[str]) -> list[float]:
+        raise CannotScore(self.name)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -167,6 +171,9 @@ class VLLMAsyncGenerator:
 
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def score(self, prompts: list[Prompt], continuations: list[str]) -> list[float]:
+        raise CannotScore(self.name)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))

@@ -28,17 +28,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pmpprag.config import option
+from pmpprag.errors import PmppragError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "GENERATORS",
+    "CannotScore",
     "Generation",
     "Generator",
     "GeneratorConfig",
     "Messages",
+    "Prompt",
     "SamplingConfig",
-    "load_generator",
+    "Timer",
     "truncate_at_stop",
 ]
 
@@ -131,24 +133,26 @@ class Generator(Protocol):
         """Tokens of ``text`` under this model's tokenizer."""
         ...
 
+    def score(self, prompts: list[Prompt], continuations: list[str]) -> list[float]:
+        """Mean log-probability per token of each continuation as the reply to its prompt (the
+        MCQ ``loglik`` method). A back-end that cannot score raises :class:`CannotScore`."""
+        ...
+
+
+class CannotScore(PmppragError):
+    """The back-end generates text but cannot score given text (a remote server, vLLM)."""
+
+    def __init__(self, backend: str) -> None:
+        super().__init__(
+            f"the {backend} back-end cannot score text, which the MCQ loglik/combined methods "
+            "need: use --generator.backend ctranslate2 or transformers, or --mcq_method evidence"
+        )
+
 
 def truncate_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
     """Cut ``text`` at the first stop string; report whether one was found."""
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-def render_prompt(tokenizer: Any, prompt: Prompt) -> str:
-    """Chat messages through the tokenizer's chat template; raw strings pass through."""
-    if isinstance(prompt, str):
-        return prompt
-    if getattr(tokenizer, "chat_template", None):
-        return str(
-            tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        )
-    # base models without a template: a plain transcript
-    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in prompt]
-    return "\n".join([*lines, "Assistant:"])
 
 
 class Timer:
@@ -165,59 +169,3 @@ class Timer:
     @property
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
-
-
-def _transformers(cfg: GeneratorConfig) -> Generator:
-    from pmpprag.serve.hf import TransformersGenerator
-
-    return TransformersGenerator(cfg)
-
-
-def _ctranslate2(cfg: GeneratorConfig) -> Generator:
-    from pmpprag.serve.ct2 import CT2Generator
-
-    return CT2Generator(cfg)
-
-
-def _openai(cfg: GeneratorConfig) -> Generator:
-    from pmpprag.serve.openai_client import OpenAIGenerator
-
-    return OpenAIGenerator(cfg)
-
-
-def _vllm(cfg: GeneratorConfig) -> Generator:
-    from pmpprag.serve.vllm_engine import VLLMGenerator
-
-    return VLLMGenerator(cfg)
-
-
-def _vllm_async(cfg: GeneratorConfig) -> Generator:
-    from pmpprag.serve.vllm_engine import VLLMAsyncGenerator
-
-    return VLLMAsyncGenerator(cfg)
-
-
-GENERATORS = {
-    "ctranslate2": _ctranslate2,
-    "transformers": _transformers,
-    "openai": _openai,
-    "vllm": _vllm,
-    "vllm-async": _vllm_async,
-}
-
-
-def load_generator(cfg: GeneratorConfig) -> Generator:
-    """Instantiate the configured back-end (heavy imports happen here, not at import time)."""
-    if cfg.backend not in GENERATORS:
-        raise ValueError(
-            f"--generator.backend {cfg.backend!r}: choose one of {', '.join(GENERATORS)}"
-        )
-    started = time.perf_counter()
-    generator = GENERATORS[cfg.backend](cfg)
-    logger.info(
-        "loaded %s generator for %s in %.1f s",
-        cfg.backend,
-        cfg.model,
-        time.perf_counter() - started,
-    )
-    return generator

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pmpprag.serve.generation import Generation, GeneratorConfig, Prompt, SamplingConfig
+from pmpprag.generation.base import CannotScore, Generation, GeneratorConfig, Prompt, SamplingConfig
 
 __all__ = ["OpenAIGenerator"]
 
@@ -39,6 +39,9 @@ class OpenAIGenerator:
         )
         self.context_window = 0  # unknown: the server checks it
         self.model = cfg.model
+
+    def score(self, prompts: list[Prompt], continuations: list[str]) -> list[float]:
+        raise CannotScore(self.name)
 
     def count_tokens(self, text: str) -> int:
         # No tokenizer on the client side; ~4 characters per token is the usual estimate.
