@@ -1,4 +1,5 @@
 """The Streamlit study assistant: ask the PMPP notes in English or Chinese, get cited answers.
+(It stays one module: Streamlit runs one script, read top to bottom as the page is drawn.)
 
     streamlit run app.py                                  # http://localhost:8501
     PMPPRAG_APP_INDEX=index/pmpp streamlit run app.py     # another index folder

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from pmpprag.api import Assistant, RagConfig
-from pmpprag.eval.testset import read_testset
 from pmpprag.generation import GeneratorConfig, SamplingConfig, load_generator
+from pmpprag.testsets import read_testset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,10 +17,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from pmpprag.eval.overlap import char_ngrams, normalise
 from pmpprag.qagen.filters import check_pair
 from pmpprag.schema import QAPair
-from pmpprag.text import has_cjk
+from pmpprag.text import char_ngrams, has_cjk, normalise
 
 ROOT = Path(__file__).resolve().parent.parent
 ID = re.compile(r"^gr-ch(\d\d)-(en|zh)-\d{3}$")

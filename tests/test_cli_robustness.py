@@ -107,12 +107,12 @@ def test_every_project_error_is_a_pmpprag_error() -> None:
     from pmpprag.config import ConfigError
     from pmpprag.errors import MissingExtra, PmppragError, missing_extra
     from pmpprag.eval.grade import GradeError
-    from pmpprag.eval.testset import TestSetError
     from pmpprag.index.store import IndexError_
     from pmpprag.ingest.markdown import MarkdownError
     from pmpprag.ingest.pdf import IngestError
     from pmpprag.models import ModelError
     from pmpprag.schema import RecordError
+    from pmpprag.testsets import TestSetError
     from pmpprag.train.data import DataError
 
     for cls in (ConfigError, GradeError, TestSetError, IndexError_, MarkdownError, IngestError,

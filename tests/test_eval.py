@@ -14,8 +14,8 @@ from pmpprag.config import load_config
 from pmpprag.eval.metrics import cjk_rouge_l, course_rouge_l, keypoint_coverage, rouge_l
 from pmpprag.eval.overlap import overlap_report
 from pmpprag.eval.run import EvalRunConfig, score_items, summarise
-from pmpprag.eval.testset import TestItem, TestSetError, read_testset
 from pmpprag.rag.prompts import split_choices
+from pmpprag.testsets import TestItem, TestSetError, read_testset
 
 ROOT = Path(__file__).parents[1]
 

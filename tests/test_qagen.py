@@ -9,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pmpprag.eval.overlap import HeldOut
-from pmpprag.eval.testset import read_testset
 from pmpprag.generation import Generation, GeneratorConfig, SamplingConfig
 from pmpprag.qagen import (
     ParseError,
@@ -24,6 +22,7 @@ from pmpprag.qagen import (
     run,
 )
 from pmpprag.schema import Chunk, QAPair, RecordError
+from pmpprag.testsets import HeldOut, read_testset
 
 ROOT = Path(__file__).parents[1]
 AUTHORED = ROOT / "data" / "qa" / "authored"

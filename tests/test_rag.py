@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from pmpprag.api import Assistant, Question, RagConfig
-from pmpprag.eval.testset import read_testset
 from pmpprag.generation import Generation, GeneratorConfig, SamplingConfig
 from pmpprag.rag.prompts import build_context, parse_letter
+from pmpprag.testsets import read_testset
 from pmpprag.text import cjk_share
 
 ROOT = Path(__file__).parents[1]

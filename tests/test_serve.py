@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from conftest import start_server
-from pmpprag.eval.testset import read_testset
 from pmpprag.generation import GeneratorConfig, SamplingConfig, load_generator
+from pmpprag.testsets import read_testset
 from pmpprag.text import cjk_share
 
 ROOT = Path(__file__).parents[1]

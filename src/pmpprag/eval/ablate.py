@@ -26,9 +26,9 @@ from pmpprag.eval.run import (
     summarise,
     write_run,
 )
-from pmpprag.eval.testset import read_testset
 from pmpprag.rag.pipeline import Assistant
 from pmpprag.schema import atomic_write
+from pmpprag.testsets import read_testset
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from pmpprag.errors import PmppragError
 from pmpprag.eval.overlap import CORPUS, overlap_report
 from pmpprag.eval.results import RunMetrics
 from pmpprag.eval.run import headline, score_items, summarise, write_run
-from pmpprag.eval.testset import TestItem, read_testset
 from pmpprag.rag.prompts import format_choices
+from pmpprag.testsets import TestItem, read_testset
 
 logger = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from typing import Any
 
 from pmpprag.config import option, to_dict
 from pmpprag.eval.results import McqMethodRun
-from pmpprag.eval.testset import read_testset
 from pmpprag.rag.mcq import METHODS
 from pmpprag.rag.pipeline import Assistant, Question, RagConfig
 from pmpprag.schema import atomic_write
+from pmpprag.testsets import read_testset
 
 logger = logging.getLogger(__name__)
 

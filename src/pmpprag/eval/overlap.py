@@ -13,22 +13,19 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pmpprag.config import option
-from pmpprag.eval.testset import TestItem, read_testset
 from pmpprag.schema import atomic_write
+from pmpprag.testsets import TestItem, read_testset
+from pmpprag.text import char_ngrams
 
 __all__ = [
     "CORPUS",
-    "HeldOut",
     "OverlapConfig",
-    "char_ngrams",
-    "normalise",
     "overlap_markdown",
     "overlap_report",
     "run",
@@ -50,19 +47,6 @@ class OverlapConfig:
     out: Path = option(Path("out/eval/overlap"), "where overlap.json goes")
 
 
-def normalise(text: str) -> str:
-    """Lower case, without spaces or punctuation: the same for Chinese and English."""
-    return "".join(
-        c for c in text.lower() if not c.isspace() and unicodedata.category(c)[0] not in "PZ"
-    )
-
-
-def char_ngrams(text: str, n: int) -> set[str]:
-    """The character n-grams of the normalised text."""
-    norm = normalise(text)
-    return {norm[i : i + n] for i in range(max(0, len(norm) - n + 1))}
-
-
 def _share(text: str, index: set[str], n: int) -> float:
     grams = char_ngrams(text, n)
     return len(grams & index) / len(grams) if grams else 0.0
@@ -80,38 +64,6 @@ def _training_texts(path: Path) -> Iterable[str]:
             value = record.get(key)
             if isinstance(value, str) and value:
                 yield value
-
-
-@dataclass
-class HeldOut:
-    """Held-out test items' question n-grams, computed once, to check training pairs against."""
-
-    grams: list[tuple[str, set[str]]]  # (item id, its question's n-grams)
-    n: int = 20
-    threshold: float = 0.5
-
-    @classmethod
-    def of(cls, items: list[TestItem], n: int = 20, threshold: float = 0.5) -> HeldOut:
-        grams = [(item.id, g) for item in items if (g := char_ngrams(item.question, n))]
-        return cls(grams, n, threshold)
-
-    def match(self, question: str, answer: str) -> str | None:
-        """The id of a held-out item that a QA pair repeats, or None.
-
-        A pair repeats an item when the pair's question and answer hold ``threshold`` of the
-        item's question n-grams, or when the pair's question is ``threshold`` made of the item's.
-        """
-        own = char_ngrams(question, self.n)
-        if not own:
-            return None
-        pair = own | char_ngrams(answer, self.n)
-        for item_id, theirs in self.grams:
-            if (
-                len(theirs & pair) / len(theirs) >= self.threshold
-                or len(own & theirs) / len(own) >= self.threshold
-            ):
-                return item_id
-        return None
 
 
 def overlap_report(

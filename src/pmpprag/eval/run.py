@@ -43,10 +43,10 @@ from pmpprag.eval.results import (
     RunMetrics,
     Speed,
 )
-from pmpprag.eval.testset import TestItem, read_testset
 from pmpprag.rag.pipeline import Assistant, Question, RagConfig
 from pmpprag.rag.prompts import parse_letter
 from pmpprag.schema import Answer, atomic_write, write_jsonl
+from pmpprag.testsets import TestItem, read_testset
 from pmpprag.text import cjk_share, has_cjk
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
 """Read a book PDF into clean, chapter-aware elements (paragraphs, code listings, captions).
+(It stays one module: every pass below reads and rewrites the same per-page line records.)
 
 What a real book PDF throws at us, and what this module does about it:
 - running headers/footers and printed page numbers: lines in the top/bottom bands of the page

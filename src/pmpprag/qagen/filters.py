@@ -20,9 +20,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pmpprag.eval.overlap import char_ngrams, normalise
 from pmpprag.schema import QAPair
-from pmpprag.text import has_cjk
+from pmpprag.text import char_ngrams, has_cjk, normalise
 
 __all__ = ["CHECKS", "bigram_jaccard", "check_pair", "grounding", "near_duplicates"]
 

@@ -33,6 +33,7 @@ from pmpprag.ingest.stage import parse_chapters
 from pmpprag.qagen.filters import bigram_jaccard, check_pair, grounding, near_duplicates
 from pmpprag.qagen.prompts import ParseError, build_messages, parse_pairs
 from pmpprag.schema import Chunk, QAPair, atomic_write, read_jsonl, write_jsonl
+from pmpprag.testsets import HeldOut, read_testset
 
 logger = logging.getLogger(__name__)
 
@@ -190,8 +191,6 @@ def _generate(cfg: QagenConfig, chunks: list[Chunk]) -> tuple[list[QAPair], int]
 def _filter(
     cfg: QagenConfig, pairs: list[QAPair], chunk_text: dict[str, str]
 ) -> tuple[list[QAPair], list[dict[str, Any]]]:
-    from pmpprag.eval.overlap import HeldOut
-    from pmpprag.eval.testset import read_testset
 
     items = [item for path in cfg.held_out for item in read_testset(path)]
     held_out = HeldOut.of(items, n=20, threshold=cfg.held_out_threshold)

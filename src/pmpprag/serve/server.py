@@ -1,4 +1,5 @@
 """``pmpprag serve``: the HTTP server graders and apps call (FastAPI + uvicorn).
+(It stays one module: one FastAPI app whose routes share the model workers and the queue.)
 
     pmpprag serve [--config configs/rag/default.yaml] [--host 127.0.0.1] [--port 8000] [--batch] [--no-rag]
 

@@ -10,6 +10,9 @@ The course's text format::
 
 CSV: a header with ``question`` and ``answer`` columns (others optional). A malformed file fails
 with its line number and what is wrong.
+
+Layer 1: eval reads test sets to score them, and qagen reads them to hold them out of training
+data (:class:`HeldOut`), so neither imports the other.
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ import csv
 import io
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 from pmpprag.errors import PmppragError
+from pmpprag.text import char_ngrams
 
-__all__ = ["TestItem", "TestSetError", "read_testset"]
+__all__ = ["HeldOut", "TestItem", "TestSetError", "read_testset"]
 
 
 class TestSetError(PmppragError, ValueError):
@@ -200,3 +205,35 @@ def read_testset(path: str | Path) -> list[TestItem]:
     if len(set(ids)) != len(ids):
         raise TestSetError(f"{path}: duplicate item ids")
     return items
+
+
+@dataclass
+class HeldOut:
+    """Held-out test items' question n-grams, computed once, to check training pairs against."""
+
+    grams: list[tuple[str, set[str]]]  # (item id, its question's n-grams)
+    n: int = 20
+    threshold: float = 0.5
+
+    @classmethod
+    def of(cls, items: list[TestItem], n: int = 20, threshold: float = 0.5) -> HeldOut:
+        grams = [(item.id, g) for item in items if (g := char_ngrams(item.question, n))]
+        return cls(grams, n, threshold)
+
+    def match(self, question: str, answer: str) -> str | None:
+        """The id of a held-out item that a QA pair repeats, or None.
+
+        A pair repeats an item when the pair's question and answer hold ``threshold`` of the
+        item's question n-grams, or when the pair's question is ``threshold`` made of the item's.
+        """
+        own = char_ngrams(question, self.n)
+        if not own:
+            return None
+        pair = own | char_ngrams(answer, self.n)
+        for item_id, theirs in self.grams:
+            if (
+                len(theirs & pair) / len(theirs) >= self.threshold
+                or len(own & theirs) / len(own) >= self.threshold
+            ):
+                return item_id
+        return None

@@ -1,0 +1,159 @@
+"""Solvers for memory and resources (chapters 4-6): occupancy from an SM's limits, the roofline
+bound, peak bandwidth, halo bytes, and the useful fraction of a strided struct access."""
+
+from __future__ import annotations
+
+import re
+
+from pmpprag.rag.calc._common import (
+    ASK_BLOCKS,
+    BLOCK_SIZE,
+    Lowered,
+    Result,
+    asking_part,
+    find_number,
+    number,
+)
+
+
+def _shared_memory_kb(q: Lowered) -> tuple[float | None, float | None]:
+    """(shared memory per SM, per block) in KB, told apart by the words around each value."""
+    if not re.search(r"shared", q):
+        return None, None
+    sm = block = None
+    for m in re.finditer(r"(\d+(?:\.\d+)?)\s*kb", q):
+        before, after = q[max(0, m.start() - 40) : m.start()], q[m.end() : m.end() + 30]
+        per_block = re.match(
+            r"\s*(?:of\s*)?(?:shared\s*memory\s*)?(?:per|each|/|for each)\s*block", after
+        ) or re.search(
+            r"(?:(?:per|each|every)\s*block|每个\s*block)[^.;，。]{0,25}?(?:uses|needs|allocates|requires|使用|需要|占用)?\s*(?:of\s*)?$",
+            before,
+        )
+        if per_block and block is None:
+            block = float(m.group(1))
+        elif not per_block and sm is None:
+            sm = float(m.group(1))
+    return sm, block
+
+
+def occupancy(q: Lowered) -> list[Result]:
+    """Blocks per SM = min(thread slots / b, block slots, registers / (r x b), shared / s)."""
+    if not re.search(r"occupancy|resident|占用率|驻留|fit", q):
+        return []
+    b = find_number(BLOCK_SIZE, q)
+    slots = find_number(
+        r"(\d[\d,]*)\s*thread\s*slots|(\d[\d,]*)\s*个?线程槽|最多(?:支持)?\s*(\d[\d,]*)\s*个线程|(?:at most|maximum of|supports(?: at most)?|up to)\s*(\d[\d,]*)\s*threads|(\d[\d,]{3,})\s*threads",
+        q,
+    )
+    if not b or not slots:
+        return []
+    limits = {"threads": slots // b}
+    block_slots = find_number(
+        r"(\d+)\s*block\s*slots|(\d+)\s*个?\s*block\s*槽|(?:at most|up to)\s*(?:\d[\d,]*\s*threads\s*and\s*)?(\d+)\s*blocks",
+        q,
+    )
+    if block_slots:
+        limits["block slots"] = block_slots
+    regs = find_number(r"(\d{1,3}(?:,\d{3})+|\d{4,})\s*(?:32-bit\s*)?(?:registers|个寄存器)", q)
+    per_thread = find_number(
+        r"(\d+)\s*registers\s*per\s*thread|每个线程(?:使用)?\s*(\d+)\s*个寄存器", q
+    )
+    if regs and per_thread:
+        limits["registers"] = regs // (per_thread * b)
+    sm_kb, block_kb = _shared_memory_kb(q)
+    if sm_kb and block_kb:
+        limits["shared memory"] = sm_kb // block_kb
+    blocks = min(limits.values())
+    if blocks < 1:
+        return []  # a block that does not fit at all: not a question these formulas answer
+    threads = blocks * b
+    why = ", ".join(f"{k} {v:g}" for k, v in limits.items())
+    pct = 100 * threads / slots
+    asks = asking_part(q)
+    occ = Result(
+        (pct,), f"min({why}) = {blocks:g} blocks; {threads:g} / {slots:g} threads = {pct:.3g}%"
+    )
+    by_blocks = Result((blocks,), f"min({why}) = {blocks:g} blocks")
+    if re.search(ASK_BLOCKS, asks):
+        return [by_blocks, occ]
+    if re.search(r"how many (?:resident )?threads", asks):
+        return [Result((threads,), f"{blocks:g} blocks x {b:g} = {threads:g}")]
+    if re.search(r"how many (?:resident )?warps", asks):
+        return [Result((threads / 32,), f"{threads:g} / 32 = {threads / 32:g}")]
+    return [occ, by_blocks]
+
+
+_BW = r"(\d[\d,]*(?:\.\d+)?)\s*(GB/s|TB/s)"
+
+
+_PEAK = r"(\d[\d,]*(?:\.\d+)?)\s*(GFLOPS|TFLOPS|GFLOP/s|TFLOP/s)"
+
+
+def roofline(q: Lowered) -> list[Result]:
+    """Attainable = min(peak, intensity x bandwidth); naive matmul 0.25 FLOP/B, tiled T / 4."""
+    tile = find_number(r"tile_width\s*(?:=|of)\s*(\d+)", q)
+    given = find_number(r"(\d+(?:\.\d+)?)\s*(?:flop|op)s?\s*(?:/|per)\s*(?:b\b|byte)", q)
+    matmul = re.search(r"matri|matmul|矩阵", q)
+    if tile and matmul:
+        ai, why = tile / 4, f"TILE_WIDTH / 4 = {tile / 4:g} FLOP/B"
+    elif given is not None:
+        ai, why = given, f"{given:g} FLOP/B"
+    elif matmul and re.search(r"naive|simple|basic|朴素", q):
+        ai, why = 0.25, "0.25 FLOP/B"
+    else:
+        return []
+    asks = asking_part(q)
+    bw_m, peak_m = re.search(_BW, q, re.IGNORECASE), re.search(_PEAK, q, re.IGNORECASE)
+    if not bw_m or (
+        re.search(r"intensity|强度", asks)
+        and not re.search(r"attain|throughput|bound|perf|上界", asks)
+    ):
+        wanted = re.search(r"intensity|强度|flop/b", asks)
+        return [Result((ai,), why)] if wanted and given is None else []
+    bw = number(bw_m.group(1)) * (1000 if bw_m.group(2).upper().startswith("T") else 1)  # GB/s
+    bound = ai * bw  # GFLOPS
+    if not peak_m:
+        return [Result((bound,), f"{why} x {bw:g} GB/s = {bound:g} GFLOPS")]
+    tera = peak_m.group(2).upper().startswith("T")
+    peak = number(peak_m.group(1)) * (1000 if tera else 1)
+    if re.search(r"ridge", asks):
+        return [Result((peak / bw,), f"{peak:g} / {bw:g} = {peak / bw:.3g} FLOP/B")]
+    attained = min(peak, bound)
+    scale = 1000 if tera else 1
+    return [Result((attained / scale,), f"min({peak:g}, {why} x {bw:g}) = {attained:g} GFLOPS")]
+
+
+def bandwidth(q: Lowered) -> list[Result]:
+    """Peak DRAM bandwidth = bus width (bits) x per-pin data rate / 8."""
+    bits = find_number(r"(\d+)-bit\s*(?:memory\s*)?(?:interface|bus)", q)
+    rate = re.search(r"(\d+(?:\.\d+)?)\s*(gb/s|gbps|gt/s|mt/s)", q)
+    if not bits or not rate:
+        return []
+    per_pin = float(rate.group(1)) / (1000 if rate.group(2) == "mt/s" else 1)
+    value = bits * per_pin / 8
+    return [Result((value,), f"{bits:g} x {per_pin:g} / 8 = {value:g} GB/s")]
+
+
+def halo_bytes(q: Lowered) -> list[Result]:
+    """A z-partitioned stencil's halo is R planes of X x Y values; an interior process sends two."""
+    r = find_number(r"radius\s*(?:r\s*)?(?:=\s*)?(\d+)|\br\s*=\s*(\d+)", q)
+    plane = re.search(r"(\d+)\s*[x×]\s*(\d+)(?:\s*[x×]\s*\d+)?\s*(floats|doubles)", q)
+    if "halo" not in q or not r or not plane or not re.search(r"bytes|字节", asking_part(q)):
+        return []
+    size = 8 if plane.group(3) == "doubles" else 4
+    one = r * float(plane.group(1)) * float(plane.group(2)) * size
+    work = f"{r:g} x {plane.group(1)} x {plane.group(2)} x {size}"
+    if re.search(r"interior|both|neighbou?rs|two halos|两个", asking_part(q)):
+        return [Result((2 * one,), f"2 x {work} = {2 * one:g}")]
+    return [Result((one,), f"{work} = {one:g}")]
+
+
+def struct_field_fraction(q: Lowered) -> list[Result]:
+    """Reading one field of an array of structures uses sizeof(field) / sizeof(struct) of the bytes."""
+    m = re.search(r"struct\s*\w*\s*\{\s*(float|double|int)\s+([\w\s,]+);\s*\}", q)
+    if not m or not re.search(r"fraction|percent|efficien|used|比例", asking_part(q)):
+        return []
+    fields = len([f for f in m.group(2).split(",") if f.strip()])
+    if fields < 2:
+        return []
+    return [Result((100 / fields,), f"1 of {fields} fields = {100 / fields:g}%")]

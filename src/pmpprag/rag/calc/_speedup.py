@@ -1,0 +1,87 @@
+"""Solvers for speedup laws (chapters 1 and 4): Amdahl's law from fractions or from measured
+times, and the SIMD efficiency of a divergent loop."""
+
+from __future__ import annotations
+
+import re
+
+from pmpprag.rag.calc._common import FACTOR, PCT, Lowered, Result, asking_part, number
+
+
+def amdahl(q: Lowered) -> list[Result]:
+    """Overall speedup when a fraction p of the time runs s times faster: 1 / ((1 - p) + p / s)."""
+    if not re.search(r"amdahl|speedup|speed-up|加速比", q):
+        return []
+    m = re.search(PCT + r"(.{0,80})", q)
+    if not m:
+        return amdahl_times(q)
+    p = float(m.group(1)) / 100
+    clause = re.split(r"[,;，；]|\band\b|\. ", m.group(2))[0]  # what the percentage is of
+    if re.search(r"sequential|serial|串行|unchanged|不变", clause) and not re.search(
+        r"parallel|accelerat|sped|speed|faster|并行|加速", clause
+    ):
+        p = 1 - p  # "10% stays sequential"
+    if not 0 < p < 1:
+        return []
+    limit = Result((1 / (1 - p),), f"1 / (1 - {p:g}) = {1 / (1 - p):.3g}")
+    factors = [number(x) for x in re.findall(FACTOR, q)]
+    factors = [s for s in factors if s > 1]
+    if re.search(
+        r"infinit|unlimited|arbitrar|upper bound|maximum|largest|at most|上限|无限", asking_part(q)
+    ):
+        return [limit]
+    if not factors:
+        return [limit] if re.search(r"limit|bound|max", q) else []
+    s = factors[0]
+    value = 1 / ((1 - p) + p / s)
+    return [Result((value,), f"1 / ((1 - {p:g}) + {p:g} / {s:g}) = {value:.3g}")]
+
+
+def amdahl_times(q: Lowered) -> list[Result]:
+    """The same law from measured times: T / (T - T_par + T_par / s + overheads)."""
+    factors = [s for s in (number(x) for x in re.findall(FACTOR, q)) if s > 1]
+    if not factors:
+        return []
+    total = parallel = 0.0
+    extra = []
+    for m in re.finditer(r"(\d+(?:\.\d+)?)\s*(?:s|seconds|秒)(?![\w/])", q):
+        t, before, after = (
+            float(m.group(1)),
+            q[max(0, m.start() - 30) : m.start()],
+            q[m.end() : m.end() + 40],
+        )
+        if re.search(r"(?:runs? for|takes|total(?: of)?|运行|总共?)\s*(?:of\s*)?$", before):
+            total = t
+        elif re.search(r"transfer|overhead|copy|copies|传输|拷贝|开销", before + " " + after):
+            extra.append(t)
+        elif re.search(
+            r"^\s*(?:is |are )?(?:in |spent in )?(?:an? |the )?(?:data-)?(?:parallel|loop|kernel|并行|可并行|是可并行)",
+            after,
+        ):
+            parallel = t
+    if not total or not parallel or parallel >= total:
+        return []
+    s = factors[0]
+    new = total - parallel + parallel / s + sum(extra)
+    parts = " + ".join(f"{x:g}" for x in extra)
+    work = f"{total:g} / ({total - parallel:g} + {parallel:g} / {s:g}{' + ' + parts if extra else ''}) = {total / new:.3g}"
+    return [Result((total / new,), work)]
+
+
+def simd_efficiency(q: Lowered) -> list[Result]:
+    """A warp runs a loop as long as its longest thread: useful / (32 x max) lane-iterations."""
+    pairs = [
+        (number(c), number(k))
+        for c, k in re.findall(r"(\d+)\s*(?:other\s*)?threads?[^.;?]*?\b(\d+)\s*times", q)
+    ]
+    if len(pairs) < 2 or sum(c for c, _ in pairs) != 32:
+        return []
+    useful = sum(c * k for c, k in pairs)
+    longest = max(k for _, k in pairs)
+    eff = 100 * useful / (32 * longest)
+    asks = asking_part(q)
+    if re.search(r"efficiency|效率", asks):
+        return [Result((eff,), f"{useful:g} / (32 x {longest:g}) = {eff:.3g}%")]
+    if re.search(r"iterations", asks):
+        return [Result((longest,), f"the warp runs max = {longest:g} iterations")]
+    return []
