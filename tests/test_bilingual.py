@@ -12,13 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from conftest import start_server
 from pmpprag.api import Assistant, RagConfig
 from pmpprag.index import IndexConfig, IndexError_, Retriever, build
-from pmpprag.index.build import stale_corpora
+from pmpprag.index.build import stale_inputs
 from pmpprag.index.twins import link_twins
 from pmpprag.ingest import IngestConfig
 from pmpprag.ingest import run as ingest
 from pmpprag.ingest.markdown import MarkdownError, parse_markdown
+from pmpprag.ingest.stage import StaleError, check_chunks
+from pmpprag.rag.prompts import NOT_COVERED
 from pmpprag.schema import Chunk, read_jsonl
 from pmpprag.text import cjk_share, prose_language
 
@@ -116,14 +119,17 @@ def test_min_confidence_gate_applies_in_bm25_mode(corpus_index: Path) -> None:
     assert assistant.ask("What is the best recipe for sourdough bread?").mode == "not-covered"
 
 
+SIXTEEN = [
+    "What does __syncthreads() do?", "什么是线程束分歧？", "How is a CSR matrix stored?",
+    "What is the best recipe for sourdough bread?", "常量内存有什么特点？",
+    "What is a Kogge-Stone scan?", "Which football club won the 1998 cup final?",
+    "什么是合并访问？",
+] * 2  # fmt: skip
+
+
 def test_sixteen_threads_get_the_answers_of_their_own_questions(corpus_index: Path) -> None:
     assistant = Assistant.load(RagConfig(index=corpus_index))
-    questions = [
-        "What does __syncthreads() do?", "什么是线程束分歧？", "How is a CSR matrix stored?",
-        "What is the best recipe for sourdough bread?", "常量内存有什么特点？",
-        "What is a Kogge-Stone scan?", "Which football club won the 1998 cup final?",
-        "什么是合并访问？",
-    ] * 2  # fmt: skip
+    questions = SIXTEEN
     alone = [assistant.ask(q) for q in questions]
     with ThreadPoolExecutor(16) as pool:
         together = list(pool.map(assistant.ask, questions))
@@ -133,25 +139,65 @@ def test_sixteen_threads_get_the_answers_of_their_own_questions(corpus_index: Pa
         assert [c.chunk_id for c in b.citations] == [c.chunk_id for c in a.citations]
 
 
-def test_index_built_from_the_notes_refuses_to_load_after_they_change(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_sixteen_concurrent_requests_to_a_rag_server_with_eight_model_threads(
+    corpus_index: Path, tmp_path: Path
+) -> None:
+    """Through the server, with RAG on and 8 batches in flight on one assistant: every reply
+    (its cited passages and its not-covered decision are in the text) is its own question's."""
+    import httpx
+
+    expected = [a.text for a in Assistant.load(RagConfig(index=corpus_index)).ask_many(SIXTEEN)]
+    assert sum(t in NOT_COVERED.values() for t in expected) >= 2  # the two off-topic questions
+    args = ["--index", str(corpus_index), "--batches_in_flight", "8", "--batch_window_ms", "0"]
+    server = start_server(args, tmp_path)
+    url = next(server)
+
+    def ask(question: str) -> str:
+        reply = httpx.post(f"{url}/predict", json={"prompt": question}, timeout=120)
+        return str(reply.raise_for_status().json()["response"])
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            got = list(pool.map(ask, SIXTEEN))
+    finally:
+        server.close()  # stops the server process
+    assert got == expected
+
+
+def test_the_chain_names_the_stage_to_rerun_when_an_input_changes(tmp_path: Path) -> None:
     notes = tmp_path / "corpus_zh"
     notes.mkdir()
     chapter = next(ZH.glob("ch07-*.md"))
     shutil.copy(chapter, notes / chapter.name)
+    chunks_file = tmp_path / "ingest" / "chunks.jsonl"
     ingest(IngestConfig(markdown=notes, out=tmp_path / "ingest"))
     manifest = json.loads((tmp_path / "ingest" / "manifest.json").read_text())
     assert manifest["languages"] == ["zh"] and manifest["notes_sha256"]
     index = tmp_path / "index"
-    build(IndexConfig(chunks=tmp_path / "ingest" / "chunks.jsonl", out=index))
+    build(IndexConfig(chunks=chunks_file, out=index))
     chunks = read_jsonl(index / "chunks.jsonl", Chunk)
     assert {c.lang for c in chunks} == {"zh"} and all("-zh" in c.chunk_id for c in chunks)
-    # record the notes as the index chain does, then edit them
+    # the index records what its chunks were ingested from
     meta = json.loads((index / "manifest.json").read_text())
-    meta["corpora"] = {"zh": {"path": str(notes), "sha256": manifest["notes_sha256"]}}
-    (index / "manifest.json").write_text(json.dumps(meta))
-    assert stale_corpora(meta) == []
+    assert meta["inputs"] == [
+        {"path": str(notes), "kind": "notes", "sha256": manifest["notes_sha256"]}
+    ]
+    assert stale_inputs(meta) == []
     with (notes / chapter.name).open("a", encoding="utf-8") as fh:
         fh.write("\n新增的一段笔记。\n")
-    assert stale_corpora(meta) == [str(notes)]
-    with pytest.raises(IndexError_, match=r"older than .*corpus_zh.*pmpprag index build"):
+    assert stale_inputs(meta) == [str(notes)]
+    # each stage says what to run: the retriever the index build, the build the ingest
+    with pytest.raises(IndexError_, match=r"older than .*corpus_zh.*`pmpprag index build "
+                       r"--chunks .*chunks.jsonl --out .*index`"):  # fmt: skip
         Retriever.load(index, None)
+    with pytest.raises(StaleError, match=r"older than .*corpus_zh.*`pmpprag ingest --markdown "
+                       r".*corpus_zh --out .*ingest`"):  # fmt: skip
+        build(IndexConfig(chunks=chunks_file, out=index))
+    ingest(IngestConfig(markdown=notes, out=tmp_path / "ingest"))
+    assert check_chunks(chunks_file) is not None
+    # chunks edited by hand after the ingest are caught too
+    with chunks_file.open("a", encoding="utf-8") as fh:
+        fh.write(chunks_file.read_text(encoding="utf-8").splitlines()[0] + "\n")
+    with pytest.raises(StaleError, match=r"changed after `pmpprag ingest` wrote it"):
+        check_chunks(chunks_file)

@@ -78,7 +78,7 @@ def test_no_module_imports_from_a_higher_layer() -> None:
             if LAYERS[theirs] > LAYERS[mine]:
                 wrong.append(f"{path.relative_to(ROOT)}:{line}: {mine} (layer {LAYERS[mine]}) "
                              f"imports {target} (layer {LAYERS[theirs]})")  # fmt: skip
-    assert not wrong, "\n".join(wrong)
+    assert not wrong, "\n".join(sorted(set(wrong)))
 
 
 def _cycle(edges: dict[str, set[str]]) -> list[str] | None:

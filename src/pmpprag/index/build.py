@@ -9,11 +9,14 @@ The FAISS type is exact inner product (``flat``) by default; ``auto`` switches t
 ``hnsw_threshold`` vectors, where exact search stops being cheap (100k x 384 floats is 150 MB
 scanned per query); ``ivf`` is there for very large collections.
 
-With no ``--chunks`` the build runs the chain from the shipped notes: the English notes
-(``data/corpus``, typeset as a PDF and ingested as a book) and the Chinese notes
-(``data/corpus_zh``, ingested as Markdown and cited by section). A corpus whose files changed
-since its last ingest is ingested again, and the manifest records both corpora's hashes, so a
-retriever refuses an index older than the notes (:func:`stale_corpora`).
+The chain is explicit. Given ``--chunks``, the build checks the ingest manifest beside each
+chunks file and fails, naming the ``pmpprag ingest`` command to re-run, when the chunks were
+edited or their PDF or notes changed since (:func:`~pmpprag.ingest.stage.check_chunks`). With no
+``--chunks`` it runs the chain from the shipped notes, logging each step as the command it
+stands for: the English notes (``data/corpus``, typeset as a PDF and ingested as a book) and
+the Chinese notes (``data/corpus_zh``, ingested as Markdown and cited by section), each
+ingested again only when it changed. The manifest records every input's hash, so a retriever
+refuses an index older than its notes or PDF (:func:`stale_inputs`).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from pmpprag.index.store import (
     read_manifest,
 )
 from pmpprag.index.twins import bridge_text, link_twins
-from pmpprag.ingest.stage import corpus_sha256
+from pmpprag.ingest.stage import StaleError, check_chunks, input_changed
 from pmpprag.schema import Chunk, atomic_folder, read_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -54,7 +57,7 @@ __all__ = [
     "build",
     "embed_chunks",
     "passage_text",
-    "stale_corpora",
+    "stale_inputs",
 ]
 
 # The shipped notes, by language: (notes folder, ingest output folder).
@@ -152,48 +155,78 @@ def _corpus_hash(chunks: list[Chunk]) -> str:
     return h.hexdigest()
 
 
-def stale_corpora(manifest: dict[str, Any]) -> list[str]:
-    """The notes folders recorded in an index manifest that changed since it was built (only
-    those present here: an index copied to another machine without its notes is not stale)."""
-    stale = []
-    for record in manifest.get("corpora", {}).values():
-        folder = Path(record["path"])
-        if folder.is_dir() and corpus_sha256(folder) != record["sha256"]:
-            stale.append(str(folder))
-    return stale
+def stale_inputs(manifest: dict[str, Any]) -> list[str]:
+    """The inputs recorded in an index manifest (notes folders, PDFs) that changed since it was
+    built (only those present here: an index copied to another machine without them is not
+    stale)."""
+    records = list(manifest.get("inputs", []))
+    # indexes written before "inputs": the notes folders under "corpora"
+    records += [{**r, "kind": "notes"} for r in manifest.get("corpora", {}).values()]
+    return [r["path"] for r in records if input_changed(r)]
 
 
-def _ingested(lang: str) -> tuple[Path, dict[str, str]]:
-    """The shipped notes of one language, ingested again when they changed since last time."""
+def build_command(manifest: dict[str, Any], folder: Path | str) -> str:
+    """The ``index build`` command that rebuilds ``folder`` from the same chunks files."""
+    settings = manifest.get("settings", {})
+    args = [f"--{name} {settings[name]}" for name in ("chunks", "zh_chunks") if settings.get(name)]
+    return " ".join(["pmpprag index build", *args, f"--out {folder}"])
+
+
+def _merged_inputs(manifest: dict[str, Any], record: dict[str, Any] | None) -> list[dict[str, str]]:
+    old = list(manifest.get("inputs", []))
+    old += [{**r, "kind": "notes"} for r in manifest.get("corpora", {}).values()]
+    new = record["inputs"] if record else []
+    paths = {r["path"] for r in new}
+    return [r for r in old if r["path"] not in paths] + new
+
+
+def _ingested(lang: str) -> Path:
+    """The chain behind a plain ``pmpprag index build``: the shipped notes of one language,
+    ingested into their fixed folder again when they changed since the last ingest. Each step
+    is logged with the command it stands for."""
     from pmpprag.ingest import IngestConfig
     from pmpprag.ingest import run as ingest
 
     notes, out = CORPORA[lang]
-    digest = corpus_sha256(notes)
-    manifest = out / "manifest.json"
-    done = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
-    if done.get("notes_sha256") != digest:
-        logger.info("ingesting %s (new or changed since the last ingest)", notes)
-        if lang == "en":
-            ingest(IngestConfig(corpus=notes, out=out))
-        else:
-            ingest(IngestConfig(markdown=notes, out=out))
-    return out / "chunks.jsonl", {"path": str(notes), "sha256": digest}
+    chunks = out / "chunks.jsonl"
+    command = (
+        f"pmpprag ingest --corpus {notes} --out {out}"
+        if lang == "en"
+        else f"pmpprag ingest --markdown {notes} --out {out}"
+    )
+    try:
+        fresh = chunks.is_file() and check_chunks(chunks) is not None
+    except StaleError:
+        fresh = False
+    if fresh:
+        logger.info("chain: %s unchanged since `%s`; indexing %s", notes, command, chunks)
+        return chunks
+    logger.info("chain: %s is new or changed: running `%s`", notes, command)
+    if lang == "en":
+        ingest(IngestConfig(corpus=notes, out=out))
+    else:
+        ingest(IngestConfig(markdown=notes, out=out))
+    return chunks
 
 
-def _read_chunks(cfg: IndexConfig) -> tuple[list[Chunk], list[str], dict[str, Any]]:
-    """All chunks to index, with twins linked; the sources read; the corpora they came from."""
-    corpora: dict[str, Any] = {}
+def _read_chunks(cfg: IndexConfig) -> tuple[list[Chunk], list[dict[str, str]]]:
+    """All chunks to index, with twins linked, and the inputs they were ingested from."""
     if cfg.chunks is None:
-        sources = []
-        for lang in CORPORA:
-            if CORPORA[lang][0].is_dir():
-                path, corpora[lang] = _ingested(lang)
-                sources.append(path)
+        sources = [_ingested(lang) for lang in CORPORA if CORPORA[lang][0].is_dir()]
     else:
         sources = [p for p in (cfg.chunks, cfg.zh_chunks) if p is not None]
     chunks: list[Chunk] = []
+    inputs: list[dict[str, str]] = []
     for source in sources:
+        record = check_chunks(source)  # a StaleError says which ingest to re-run
+        if record is None:
+            logger.warning(
+                "%s has no ingest manifest beside it: the index cannot tell when its source "
+                "changes",
+                source,
+            )
+        else:
+            inputs += record["inputs"]
         these = read_jsonl(source, Chunk)
         if not these:
             raise IndexError_(f"{source} holds no chunks")
@@ -201,7 +234,7 @@ def _read_chunks(cfg: IndexConfig) -> tuple[list[Chunk], list[str], dict[str, An
     ids = [c.chunk_id for c in chunks]
     if len(set(ids)) != len(ids):
         raise IndexError_(f"{', '.join(map(str, sources))}: duplicate chunk ids; re-run ingest")
-    return link_twins(chunks), [str(s) for s in sources], corpora
+    return link_twins(chunks), inputs
 
 
 def _write(
@@ -212,7 +245,7 @@ def _write(
     kind: str,
     bm25: BM25Index,
     dim: int,
-    corpora: dict[str, Any],
+    inputs: list[dict[str, str]],
 ) -> None:
     import faiss
 
@@ -229,7 +262,7 @@ def _write(
         "corpus_sha256": _corpus_hash(chunks),
         "chapters": sorted({c.chapter for c in chunks}),
         "languages": {lang: sum(c.lang == lang for c in chunks) for lang in ("en", "zh")},
-        "corpora": corpora,
+        "inputs": inputs,  # what the chunks were ingested from; see stale_inputs
         "settings": to_dict(cfg),
         "files": file_hashes(folder),
     }
@@ -239,7 +272,7 @@ def _write(
 def build(cfg: IndexConfig) -> IndexResult:
     """Embed every chunk and write a fresh index folder (atomically replacing an old one)."""
     started = time.perf_counter()
-    chunks, _sources, corpora = _read_chunks(cfg)
+    chunks, inputs = _read_chunks(cfg)
     embedder = models.load_embedder(cfg.embedding_model)
     vectors = embed_chunks(embedder, chunks, cfg.passage_prefix, cfg.batch_size)
     index, kind = _new_faiss(cfg, vectors.shape[1], len(chunks))
@@ -248,7 +281,7 @@ def build(cfg: IndexConfig) -> IndexResult:
     index.add(vectors)
     bm25 = BM25Index.build([passage_text(c) for c in chunks])
     with atomic_folder(cfg.out) as tmp:
-        _write(tmp, cfg, chunks, index, kind, bm25, vectors.shape[1], corpora)
+        _write(tmp, cfg, chunks, index, kind, bm25, vectors.shape[1], inputs)
     seconds = time.perf_counter() - started
     logger.info(
         "indexed %d chunks (%s, dim %d) into %s in %.1f s",
@@ -266,6 +299,7 @@ def add(cfg: IndexConfig) -> IndexResult:
     started = time.perf_counter()
     if cfg.chunks is None:
         raise IndexError_("index add needs --chunks FILE")
+    record = check_chunks(cfg.chunks)  # a StaleError says which ingest to re-run
     new_chunks = read_jsonl(cfg.chunks, Chunk)
     manifest = read_manifest(cfg.out)
     if manifest["embedding_model"] != cfg.embedding_model:
@@ -299,7 +333,7 @@ def add(cfg: IndexConfig) -> IndexResult:
             manifest["faiss_type"],
             bm25,
             manifest["dimension"],
-            manifest.get("corpora", {}),
+            _merged_inputs(manifest, record),
         )
     logger.info("added %d chunks to %s (now %d)", len(new), cfg.out, len(chunks))
     return IndexResult(cfg.out, len(chunks), len(new), time.perf_counter() - started)

@@ -111,13 +111,13 @@ class Retriever:
         """Open an index folder; its manifest says which embedding model to load."""
         cfg = cfg or RetrieverConfig()
         stored = load_index(Path(folder), verify=cfg.verify)
-        from pmpprag.index.build import stale_corpora
+        from pmpprag.index.build import build_command, stale_inputs
 
-        stale = stale_corpora(stored.manifest)
+        stale = stale_inputs(stored.manifest)
         if stale:
             raise IndexError_(
-                f"{folder} is older than {' and '.join(stale)} (edited since the index was "
-                f"built): run `pmpprag index build --out {folder}`"
+                f"{folder} is older than {' and '.join(stale)} (changed since the index was "
+                f"built): run `{build_command(stored.manifest, folder)}`"
             )
         embedder = models.load_embedder(stored.manifest["embedding_model"])
         # sentence-transformers 6 renamed get_sentence_embedding_dimension

@@ -26,6 +26,7 @@ import yaml
 
 from pmpprag import models
 from pmpprag.config import option, to_dict
+from pmpprag.errors import PmppragError
 from pmpprag.ingest.chunking import ChunkingConfig, Piece, chunk_id, pack_section
 from pmpprag.ingest.corpus_pdf import CorpusPdfConfig, build_pdf
 from pmpprag.ingest.markdown import parse_markdown, plain_inline
@@ -35,7 +36,16 @@ from pmpprag.text import prose_language
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IngestConfig", "IngestResult", "corpus_sha256", "parse_chapters", "run"]
+__all__ = [
+    "IngestConfig",
+    "IngestResult",
+    "StaleError",
+    "check_chunks",
+    "corpus_sha256",
+    "input_changed",
+    "parse_chapters",
+    "run",
+]
 
 DEFAULT_CORPUS_PDF = Path("out/corpus/pmpp-companion.pdf")
 
@@ -103,6 +113,67 @@ def corpus_sha256(folder: Path) -> str:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()
+
+
+class StaleError(PmppragError):
+    """A stage's input changed after the stage that made it ran; the message says what to run."""
+
+
+def _ingest_command(settings: dict[str, Any]) -> str:
+    out = settings.get("out")
+    if settings.get("pdf"):
+        return f"pmpprag ingest --pdf {settings['pdf']} --out {out}"
+    if settings.get("markdown"):
+        return f"pmpprag ingest --markdown {settings['markdown']} --out {out}"
+    return f"pmpprag ingest --corpus {settings.get('corpus')} --out {out}"
+
+
+def _inputs(manifest: dict[str, Any]) -> list[dict[str, str]]:
+    """What an ingest read, as {path, kind, sha256}: the PDF file, or the notes folder (also
+    behind the typeset companion PDF, which is rebuilt from the notes)."""
+    settings = manifest.get("settings", {})
+    if settings.get("pdf"):
+        return [
+            {"path": str(manifest["input"]), "kind": "file", "sha256": manifest["input_sha256"]}
+        ]
+    notes = settings.get("markdown") or settings.get("corpus")
+    if not notes or not manifest.get("notes_sha256"):
+        return []
+    return [{"path": str(notes), "kind": "notes", "sha256": manifest["notes_sha256"]}]
+
+
+def input_changed(record: dict[str, str]) -> bool:
+    """Whether an input recorded by :func:`check_chunks` changed since (one that is not here,
+    as on another machine, cannot be told and counts as unchanged)."""
+    path = Path(record["path"])
+    if not path.exists():
+        return False
+    now = corpus_sha256(path) if record["kind"] == "notes" else _sha256(path)
+    return now != record["sha256"]
+
+
+def check_chunks(chunks: Path) -> dict[str, Any] | None:
+    """The provenance of an ingest's ``chunks.jsonl`` (the chunks' hash and the inputs they came
+    from), checked: a :class:`StaleError` says which ingest command to re-run when the chunks
+    were edited or their input changed since. None for chunks without an ingest manifest
+    beside them (made elsewhere), whose freshness nobody can tell."""
+    chunks = Path(chunks)
+    path = chunks.parent / "manifest.json"
+    if not path.is_file():
+        return None
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    rerun = _ingest_command(manifest.get("settings", {}))
+    digest = _sha256(chunks)
+    if manifest.get("chunks_sha256") not in (None, digest):
+        raise StaleError(f"{chunks} changed after `pmpprag ingest` wrote it: run `{rerun}`")
+    inputs = _inputs(manifest)
+    for record in inputs:
+        if input_changed(record):
+            raise StaleError(
+                f"{chunks} is older than {record['path']}, which changed since it was "
+                f"ingested: run `{rerun}`"
+            )
+    return {"chunks": str(chunks), "chunks_sha256": digest, "inputs": inputs}
 
 
 def _default_pdf(cfg: IngestConfig) -> Path:
@@ -266,6 +337,7 @@ def run(cfg: IngestConfig) -> IngestResult:
 
     out = Path(cfg.out)
     write_jsonl(out / "chunks.jsonl", chunks)
+    chunks_sha256 = _sha256(out / "chunks.jsonl")
     with atomic_write(out / "chapters.json") as fh:
         json.dump([asdict(c) for c in chapters], fh, indent=1)
     with atomic_write(out / "config.yaml") as fh:
@@ -281,6 +353,7 @@ def run(cfg: IngestConfig) -> IngestResult:
         else None,
         "settings": to_dict(cfg),
         "chunks": len(chunks),
+        "chunks_sha256": chunks_sha256,  # what downstream stages check before they read them
         "chunks_per_chapter": per_chapter,
         "tokens": sum(c.n_tokens for c in chunks),
         "seconds": round(time.perf_counter() - started, 2),
