@@ -59,6 +59,7 @@ def _commands() -> dict[str, StageCommand]:
     from pmpprag.qagen import stage as qagen
     from pmpprag.rag import ask
     from pmpprag.serve import server
+    from pmpprag.train import raft
     from pmpprag.train import stage as train
 
     return {
@@ -69,6 +70,9 @@ def _commands() -> dict[str, StageCommand]:
         "serve": StageCommand(server.ServeConfig, server.run, "HTTP server: /predict + OpenAI API"),
         "ingest": StageCommand(ingest.IngestConfig, ingest.run, "PDF/Markdown -> chunks.jsonl"),
         "qagen": StageCommand(qagen.QagenConfig, qagen.run, "chunks + team pairs -> QA dataset"),
+        "raft": StageCommand(
+            raft.RaftConfig, raft.run, "team pairs + retrieved passages -> grounded SFT/DPO"
+        ),
         "train": StageCommand(train.TrainConfig, train.run, "LoRA SFT / DPO -> adapter + merged"),
         "index build": StageCommand(index.IndexConfig, index.build, "chunks -> FAISS + BM25 index"),
         "index add": StageCommand(index.IndexConfig, index.add, "add new chunks to an index"),

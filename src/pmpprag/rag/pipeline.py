@@ -28,6 +28,7 @@ from pmpprag.generation import (
     Generation,
     Generator,
     GeneratorConfig,
+    Messages,
     SamplingConfig,
     load_generator,
 )
@@ -267,6 +268,14 @@ class Assistant:
         if getattr(embedder, "tokenizer", None) is None:  # about 4 characters per token
             return max(1, len(text) // 4)
         return models.count_tokens(embedder, text)
+
+    def prompt(self, question: str, hits: list[Hit]) -> tuple[Messages, list[Hit]]:
+        """The generator's chat messages for ``question`` over ``hits``, exactly as
+        :meth:`ask` sends them (the passages within the context budget), and the passages
+        given, in ``[n]`` order. Training data is written with this, so the tuned model sees
+        the prompt it is served."""
+        context = build_context(hits, self.cfg.context_tokens, self.count_tokens) if hits else None
+        return self._prompt(question, context), context.hits if context else []
 
     def _prompt(self, question: str, context: Any) -> list[dict[str, str]]:
         language = self._language(question)

@@ -1,7 +1,8 @@
 """Training data: LLaMA-Factory Alpaca files (what ``pmpprag qagen`` writes) -> chat datasets.
 
-SFT rows ``{"instruction", "input", "output"}`` become prompt/completion conversations, so the
-loss falls on the answer only. DPO rows ``{"instruction", "input", "chosen", "rejected"}`` become
+SFT rows ``{"instruction", "input", "output"}`` (and an optional ``system``, as in
+``pmpprag raft``'s grounded rows) become prompt/completion conversations, so the loss falls on
+the answer only. DPO rows ``{"instruction", "input", "chosen", "rejected"}`` become
 prompt/chosen/rejected conversations. A malformed file or row is an error that names the file,
 the row and the missing field.
 """
@@ -50,9 +51,12 @@ def load_rows(path: Path, method: Literal["sft", "dpo"]) -> list[dict[str, Any]]
 
 
 def _user(row: dict[str, Any]) -> list[dict[str, str]]:
+    """The prompt side: an optional ``system`` message (grounded RAFT rows carry the answer
+    instructions there, as the assistant sends them), then the user turn."""
     query = row.get("input") or ""
     content = f"{row['instruction']}\n\n{query}" if query else row["instruction"]
-    return [{"role": "user", "content": content}]
+    system = [{"role": "system", "content": row["system"]}] if row.get("system") else []
+    return [*system, {"role": "user", "content": content}]
 
 
 def _assistant(text: str) -> list[dict[str, str]]:
