@@ -30,7 +30,7 @@ from pmpprag.train.data import load_rows, to_conversations
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "TrainResult", "run"]
+__all__ = ["TrainConfig", "TrainResult", "plot_losses", "run"]
 
 
 @dataclass
@@ -128,7 +128,11 @@ def _last_checkpoint(out: Path) -> str | None:
 
 
 def _loss_chart(out: Path, history: list[dict[str, Any]], method: str) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ModuleNotFoundError:  # a bare GPU box: plot later with plot_losses(out)
+        logger.warning("loss.png skipped: matplotlib is not installed here")
+        return
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
@@ -145,6 +149,16 @@ def _loss_chart(out: Path, history: list[dict[str, Any]], method: str) -> None:
     fig.tight_layout()
     fig.savefig(out / "loss.png", dpi=110)
     plt.close(fig)
+
+
+def plot_losses(out: Path) -> Path:
+    """Draw ``loss.png`` again from a finished run's ``log_history.json`` (a run on a machine
+    without matplotlib writes the history but skips the chart)."""
+    out = Path(out)
+    history = json.loads((out / "log_history.json").read_text(encoding="utf-8"))
+    method = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["method"]
+    _loss_chart(out, history, method)
+    return out / "loss.png"
 
 
 def _build_trainer(cfg: TrainConfig, device: str, train_rows: list, val_rows: list | None) -> Any:
