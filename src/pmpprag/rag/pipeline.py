@@ -7,8 +7,11 @@
 
 Modes: ``extractive`` answers with the passages' best sentences, each cited (the embedded
 default: a 135M model writes fluent but wrong prose); ``abstractive`` lets the model write from
-the numbered passages (for capable models). A question whose best passage is below
-``min_confidence`` gets "not covered" instead of an invented answer.
+the numbered passages (for capable models, and the tuned generator); ``auto`` chooses per
+question: the worked-formula calculator's extractive answer when a solver reads the question
+(a small model cannot do the arithmetic), the model's grounded answer otherwise. A question
+whose best passage is below ``min_confidence`` gets "not covered" instead of an invented
+answer; multiple-choice questions go to the MCQ methods in every mode.
 """
 
 from __future__ import annotations
@@ -74,8 +77,8 @@ class RagConfig:
     sampling: SamplingConfig = option(
         default_factory=lambda: SamplingConfig(max_new_tokens=96), help="decoding settings"
     )
-    mode: Literal["extractive", "abstractive"] = option(
-        "extractive", "answer style (see module doc)"
+    mode: Literal["extractive", "abstractive", "auto"] = option(
+        "extractive", "answer style: extractive, abstractive, or auto per question (module doc)"
     )
     language: Literal["auto", "en", "zh"] = option(
         "auto", "answer language; auto follows the question"
@@ -185,6 +188,13 @@ class Assistant:
             else "combined"
         )
 
+    def _extracts(self, question: str) -> bool:
+        """Whether the passages' sentences answer ``question`` (not the model): always in
+        extractive mode; in auto mode when the calculator reads the question."""
+        if self.cfg.mode == "auto":
+            return self.cfg.calculator and bool(solve(question))
+        return self.cfg.mode == "extractive"
+
     def _language(self, question: str) -> Literal["en", "zh"]:
         if self.cfg.language != "auto":
             return self.cfg.language
@@ -232,7 +242,7 @@ class Assistant:
             )
             if item.choices:
                 answers[i] = self._mcq(item, language, hits, context, retrieval_s, started)
-            elif self.retriever is not None and self.cfg.mode == "extractive":
+            elif self.retriever is not None and self._extracts(item.text):
                 answers[i] = self._extractive(item.text, language, hits, retrieval_s, started)
             else:
                 pending.append((i, context, hits, retrieval_s))
@@ -249,18 +259,47 @@ class Assistant:
         return [a for a in answers if a is not None]
 
     def stream(self, question: str) -> Iterator[str]:
-        """One answer in pieces: in abstractive mode with retrieval, the model's text as it writes
-        it (citations are checked only in :meth:`ask`); otherwise the finished answer at once."""
+        """One answer in pieces: the model's text as it writes it when the model answers;
+        otherwise the finished answer at once (see :meth:`stream_answer` for its citations)."""
+        streamed = False
+        for piece in self.stream_answer(question):
+            if isinstance(piece, str):
+                streamed = True
+                yield piece
+            elif not streamed:
+                yield piece.text
+
+    def stream_answer(
+        self, question: str, *, k: int | None = None, chapters: set[int] | None = None
+    ) -> Iterator[str | Answer]:
+        """The model's text in pieces as it writes it, then the finished :class:`Answer` (its
+        citations checked, as :meth:`ask` gives them). Answers the model does not write
+        (extractive, calculator, multiple choice, not covered) come as the Answer alone."""
         language = self._language(question)
-        if self.cfg.mode != "abstractive" or self.retriever is None or split_choices(question)[1]:
-            yield self.ask(question).text
+        if self.retriever is None or self._extracts(question) or split_choices(question)[1]:
+            yield self.ask(question, k=k, chapters=chapters)
             return
-        found = self.retriever.retrieve(question, language=language)
+        found = self.retriever.retrieve(question, k=k, chapters=chapters, language=language)
         if found.confidence < self.cfg.min_confidence:
-            yield NOT_COVERED[language]
+            yield self.ask(question, k=k, chapters=chapters)
             return
         context = build_context(found.hits, self.cfg.context_tokens, self.count_tokens)
-        yield from self.generator.stream(self._prompt(question, context), self.cfg.sampling)
+        prompt = self._prompt(question, context)
+        started, first, pieces = time.perf_counter(), 0.0, []
+        for piece in self.generator.stream(prompt, self.cfg.sampling):
+            first = first or time.perf_counter() - started
+            pieces.append(piece)
+            yield piece
+        text = "".join(pieces)
+        generation = Generation(
+            text=text,
+            prompt_tokens=self.generator.count_tokens("\n".join(m["content"] for m in prompt)),
+            completion_tokens=self.generator.count_tokens(text) if text else 0,
+            ttft_s=first,
+            wall_s=time.perf_counter() - started,
+            finish_reason="stop",
+        )
+        yield self._abstractive(question, context, generation, found.seconds, 1)
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` under the embedding model's tokenizer (budgets, request limits)."""

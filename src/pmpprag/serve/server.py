@@ -275,7 +275,7 @@ def create_app(assistant: Assistant, cfg: ServeConfig) -> Any:
         created, rid = int(time.time()), f"chatcmpl-{uuid.uuid4().hex[:12]}"
         reply = _Reply(rid, created, cfg.model_name, body.stream_options is not None
                        and body.stream_options.include_usage)  # fmt: skip
-        if cfg.rag and body.stream and cfg.mode == "abstractive":  # the model writes: stream it
+        if cfg.rag and body.stream and cfg.mode != "extractive":  # the model may write: stream it
             stream = _threaded(batcher, assistant.stream, user[-1])
             return StreamingResponse(
                 _sse(reply, stream, (count(user[-1]), None), None, cfg.sampling.max_new_tokens),

