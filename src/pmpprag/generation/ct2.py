@@ -121,11 +121,16 @@ class CT2Generator:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
+    def prompt_ids(self, prompt: Prompt) -> list[int]:
+        """The token ids the model reads for ``prompt`` (the one chat template, no extra BOS)."""
+        return list(
+            self.tokenizer(render_prompt(self.tokenizer, prompt), add_special_tokens=False)[
+                "input_ids"
+            ]
+        )
+
     def _tokens(self, prompt: Prompt) -> list[str]:
-        ids = self.tokenizer(render_prompt(self.tokenizer, prompt), add_special_tokens=False)[
-            "input_ids"
-        ]
-        return list(self.tokenizer.convert_ids_to_tokens(ids))
+        return list(self.tokenizer.convert_ids_to_tokens(self.prompt_ids(prompt)))
 
     def _options(self, sampling: SamplingConfig) -> dict[str, Any]:
         options: dict[str, Any] = {

@@ -50,6 +50,14 @@ class TransformersGenerator:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
+    def prompt_ids(self, prompt: Prompt) -> list[int]:
+        """The token ids the model reads for ``prompt`` (the one chat template, no extra BOS)."""
+        return list(
+            self.tokenizer(render_prompt(self.tokenizer, prompt), add_special_tokens=False)[
+                "input_ids"
+            ]
+        )
+
     def _kwargs(self, sampling: SamplingConfig) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "max_new_tokens": sampling.max_new_tokens,

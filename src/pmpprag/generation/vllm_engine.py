@@ -95,15 +95,21 @@ class VLLMGenerator:
     def score(self, prompts: list[Prompt], continuations: list[str]) -> list[float]:
         raise CannotScore(self.name)
 
+    def prompt_ids(self, prompt: Prompt) -> list[int]:
+        """The token ids the model reads for ``prompt`` (the one chat template, no extra BOS)."""
+        text = render_prompt(self.tokenizer, prompt)
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def generate(self, prompts: list[Prompt], sampling: SamplingConfig) -> list[Generation]:
         lora = _lora_request(self.cfg)
-        chats = [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
+        # token ids, not text: vLLM would add a second BOS to a template that writes one
+        ids = [{"prompt_token_ids": self.prompt_ids(p)} for p in prompts]
         with self._lock:
             start = time.perf_counter()
-            outputs = self.llm.chat(chats, _params(sampling), lora_request=lora, use_tqdm=False)
+            outputs = self.llm.generate(ids, _params(sampling), lora_request=lora, use_tqdm=False)
             wall = time.perf_counter() - start
         results = []
         for out in outputs:
@@ -175,14 +181,19 @@ class VLLMAsyncGenerator:
     def score(self, prompts: list[Prompt], continuations: list[str]) -> list[float]:
         raise CannotScore(self.name)
 
+    def prompt_ids(self, prompt: Prompt) -> list[int]:
+        """The token ids the model reads for ``prompt`` (the one chat template, no extra BOS)."""
+        text = render_prompt(self.tokenizer, prompt)
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     async def _deltas(self, prompt: Prompt, sampling: SamplingConfig) -> AsyncIterator[Any]:
         """The request's cumulative outputs as the engine produces them."""
-        text = render_prompt(self.tokenizer, prompt)
+        ids = {"prompt_token_ids": self.prompt_ids(prompt)}  # no second BOS (see generate)
         async for output in self.engine.generate(
-            text, _params(sampling), uuid.uuid4().hex, lora_request=_lora_request(self.cfg)
+            ids, _params(sampling), uuid.uuid4().hex, lora_request=_lora_request(self.cfg)
         ):
             yield output
 

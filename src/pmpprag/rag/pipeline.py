@@ -1,4 +1,5 @@
 """The RAG pipeline: retrieve from the textbook index, answer, cite.
+(It stays one module: every answer path of the Assistant shares its retrieval, prompt and citations.)
 
     from pmpprag.api import Assistant
     assistant = Assistant.load()                      # embedded default (configs/rag/default.yaml)

@@ -1,4 +1,5 @@
 """Grounded training data (RAFT): team-written pairs + the retriever's passages -> SFT and DPO.
+(It stays one module: one build read top to bottom, pairs -> passages -> examples -> files.)
 
     pmpprag raft [--pairs data/qa/grounded data/qa/authored] [--index index/companion] [--out DIR]
 
