@@ -185,7 +185,8 @@ class _Builder:
             self.by_chapter_lang.setdefault((pair.chapter, pair.lang), []).append(pair)
 
     def _hits(self, pair: QAPair) -> list[Hit]:
-        found = self.retriever.retrieve(pair.question, k=3 * self.cfg.k, language=pair.lang)
+        # deep enough that a no-gold example still finds k passages outside the gold section
+        found = self.retriever.retrieve(pair.question, k=8 * self.cfg.k, language=pair.lang)
         return list(found.hits)
 
     def _gold_hits(self, pair: QAPair, hits: list[Hit]) -> tuple[list[Hit], int] | None:
