@@ -1,0 +1,707 @@
+"""Fused decode kernels for the `fast` back-end: Triton on the GPU, PyTorch everywhere else.
+(It stays one module: each kernel sits next to the PyTorch reference it is tested against.)
+
+Each op has a pure-PyTorch reference (``*_torch``), a Triton kernel (``_*_kernel``) and one
+dispatch function that picks between them (:func:`uses_triton`): Triton on CUDA tensors, or on
+CPU tensors under ``TRITON_INTERPRET=1`` (Triton's interpreter, for tests without a GPU).
+
+Why these four ops: at decode time a 135M-parameter model moves ~0.3 GB of weights per step
+and almost nothing else, so the step is bound by launches and small round trips through HBM.
+Fusion removes both:
+
+- :func:`add_rms_norm` - residual add + RMSNorm (+ Gemma's sandwich norm before the add): one
+  read and two writes of the hidden row instead of ~8 elementwise kernels.
+- :func:`act_and_mul` - SiLU(gate) * up or GELU-tanh(gate) * up over the fused gate|up GEMM.
+- :func:`rope_and_cache_write` - per-head QK-norm (Qwen3, Gemma 3) + rotary embedding for q and
+  k + the write of k and v into the slotted KV cache, in one kernel.
+- :func:`decode_attention` - one query token per sequence against its slot of the cache
+  (online softmax, sliding window, optional logit soft-capping), for short contexts.
+
+Numerics follow transformers: every kernel computes in float32 and rounds to the tensor dtype
+exactly where transformers' bf16 modules round (after the norm, after the weight multiply,
+after each rotary product...), so bf16 results track transformers' own as closely as a
+different kernel can.
+
+Triton is optional: it is imported on first use (:func:`_triton_kernels`), and the kernel
+bodies below are plain functions until then.
+"""
+
+# Triton kernels branch on constexprs (only one side is compiled): keep the if/else blocks.
+# ruff: noqa: SIM108
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import os
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any, Literal, TypeVar, no_type_check
+
+import torch
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["auto", "torch", "triton"]
+Activation = Literal["silu", "gelu_tanh"]
+
+# Filled in by _triton_kernels() when Triton is first needed; the kernel bodies read them as
+# module globals, which is where triton.jit looks them up.
+triton: Any = None
+tl: Any = None
+libdevice: Any = None  # CUDA's own expf/tanhf/rsqrtf, so activations round like PyTorch's
+
+_backend: Backend = "auto"
+
+
+def set_backend(backend: Backend) -> Backend:
+    """Force the torch fallback or the Triton kernels ("auto" decides per tensor); returns the old one."""
+    global _backend
+    old, _backend = _backend, backend
+    return old
+
+
+def triton_available() -> bool:
+    """Whether Triton can be imported (it is an optional dependency)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def uses_triton(x: torch.Tensor) -> bool:
+    """Whether the ops run their Triton kernel on this tensor (see :func:`set_backend`)."""
+    if _backend == "torch":
+        return False
+    if _backend == "triton":
+        return True
+    return triton_available() and (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1")
+
+
+R = TypeVar("R")
+# ops whose Triton kernel failed (to compile, typically) under the "auto" backend, with the error:
+# from then on the PyTorch version stands in, and benchmarks report it next to their numbers
+FALLBACKS: dict[str, str] = {}
+
+
+def _dispatch(
+    op: str,
+    x: torch.Tensor,
+    triton_fn: Callable[..., R],
+    torch_fn: Callable[..., R],
+    args: tuple[Any, ...],
+) -> R:
+    """Run the Triton kernel where :func:`uses_triton` says so, else the PyTorch version.
+
+    Under the "auto" backend a kernel that raises (a Triton version that cannot compile it) is
+    replaced by its PyTorch version for the rest of the process, with a warning and an entry in
+    :data:`FALLBACKS`; a forced "triton" backend (the tests) raises instead.
+    """
+    if not uses_triton(x) or op in FALLBACKS:
+        return torch_fn(*args)
+    try:
+        return triton_fn(*args)
+    except Exception as err:
+        if _backend == "triton":
+            raise
+        FALLBACKS[op] = f"{type(err).__name__}: {err}"[:500]
+        logger.warning("Triton kernel %s failed, PyTorch ops stand in: %s", op, FALLBACKS[op])
+        return torch_fn(*args)
+
+
+def _libdevice(x: torch.Tensor) -> bool:
+    """Use CUDA libdevice math (compiled kernels on CUDA only; the interpreter lacks it)."""
+    return x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1" and libdevice is not None
+
+
+def _block(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+# ---------------------------------------------------------------------------------------------
+# add + RMSNorm
+# ---------------------------------------------------------------------------------------------
+
+
+def add_rms_norm_torch(
+    x: torch.Tensor,
+    residual: torch.Tensor | None,
+    weight: torch.Tensor,
+    eps: float,
+    gemma: bool,
+    pre_weight: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference for :func:`add_rms_norm`, written the way transformers computes it."""
+    dtype = x.dtype
+    acc = torch.promote_types(dtype, torch.float32)
+    if pre_weight is not None:  # Gemma's post-attention / post-feedforward norm, then the add
+        x = _rms_torch(x, pre_weight, eps, True)
+    s = x if residual is None else (x.to(acc) + residual.to(acc)).to(dtype)
+    return _rms_torch(s, weight, eps, gemma), s
+
+
+def _rms_torch(x: torch.Tensor, weight: torch.Tensor, eps: float, gemma: bool) -> torch.Tensor:
+    dtype = x.dtype
+    acc = torch.promote_types(dtype, torch.float32)
+    h = x.to(acc)
+    normed = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    if gemma:  # Gemma3RMSNorm: (x_hat * (1 + w)) in float32, one rounding
+        return (normed * (1.0 + weight.to(acc))).to(dtype)
+    # LlamaRMSNorm: round x_hat to the input dtype, then multiply by w in that dtype
+    return (weight.to(acc) * normed.to(dtype).to(acc)).to(dtype)
+
+
+@no_type_check
+def _add_rms_norm_kernel(
+    x_ptr,
+    res_ptr,
+    pre_w_ptr,
+    w_ptr,
+    out_ptr,
+    res_out_ptr,
+    n_cols,
+    stride_x,
+    stride_res,
+    stride_out,
+    stride_res_out,
+    eps,
+    HAS_RES: tl.constexpr,
+    HAS_PRE: tl.constexpr,
+    GEMMA: tl.constexpr,
+    BLOCK: tl.constexpr,
+    LIBDEVICE: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK)
+    mask = cols < n_cols
+    dtype = out_ptr.dtype.element_ty
+    x = tl.load(x_ptr + row * stride_x + cols, mask=mask, other=0.0).to(tl.float32)
+    if HAS_PRE:
+        pre_w = tl.load(pre_w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+        pre_var = tl.sum(x * x, axis=0) * (1.0 / n_cols) + eps
+        if LIBDEVICE:
+            pre_r = libdevice.rsqrt(pre_var)
+        else:
+            pre_r = 1.0 / tl.sqrt(pre_var)
+        x = (x * pre_r * (1.0 + pre_w)).to(dtype).to(tl.float32)
+    if HAS_RES:
+        res = tl.load(res_ptr + row * stride_res + cols, mask=mask, other=0.0).to(tl.float32)
+        x = (x + res).to(dtype).to(tl.float32)
+    tl.store(res_out_ptr + row * stride_res_out + cols, x.to(dtype), mask=mask)
+    w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+    var = tl.sum(x * x, axis=0) * (1.0 / n_cols) + eps
+    if LIBDEVICE:
+        r = libdevice.rsqrt(var)
+    else:
+        r = 1.0 / tl.sqrt(var)
+    if GEMMA:
+        y = x * r * (1.0 + w)
+    else:
+        y = w * (x * r).to(dtype).to(tl.float32)
+    tl.store(out_ptr + row * stride_out + cols, y.to(dtype), mask=mask)
+
+
+def add_rms_norm(
+    x: torch.Tensor,
+    residual: torch.Tensor | None,
+    weight: torch.Tensor,
+    eps: float,
+    gemma: bool,
+    pre_weight: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``s = residual + norm_pre(x)`` (or ``x`` alone), then ``(norm(s), s)``.
+
+    Args:
+        x: [rows, hidden], the sublayer output (or the embedding for the first layer).
+        residual: [rows, hidden] running residual stream, or None at the first layer.
+        weight: the norm applied to the sum.
+        eps: RMSNorm epsilon.
+        gemma: Gemma's RMSNorm (``x_hat * (1 + w)`` in float32) instead of Llama's.
+        pre_weight: Gemma's post-sublayer norm, applied to ``x`` before the add.
+
+    Returns:
+        The normed rows (input of the next sublayer) and the new residual stream.
+    """
+    return _dispatch(
+        "add_rms_norm",
+        x,
+        _add_rms_norm_triton,
+        add_rms_norm_torch,
+        (x, residual, weight, eps, gemma, pre_weight),
+    )
+
+
+def _add_rms_norm_triton(
+    x, residual, weight, eps, gemma, pre_weight
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Launch the add + RMSNorm kernel (arguments as :func:`add_rms_norm`)."""
+    rows, n_cols = x.shape
+    out = torch.empty_like(x)
+    res_out = torch.empty_like(x) if residual is None else residual  # updated in place
+    res = x if residual is None else residual
+    _triton_kernels().add_rms_norm[(rows,)](
+        x, res, weight if pre_weight is None else pre_weight, weight, out, res_out, n_cols,
+        x.stride(0), res.stride(0), out.stride(0), res_out.stride(0), eps,
+        HAS_RES=residual is not None, HAS_PRE=pre_weight is not None, GEMMA=gemma,
+        BLOCK=_block(n_cols), LIBDEVICE=_libdevice(x), num_warps=4 if n_cols <= 2048 else 8,
+    )  # fmt: skip
+    return out, res_out
+
+
+# ---------------------------------------------------------------------------------------------
+# activation and multiply
+# ---------------------------------------------------------------------------------------------
+
+
+def act_and_mul_torch(gate_up: torch.Tensor, activation: Activation) -> torch.Tensor:
+    """Reference for :func:`act_and_mul`: ``act(gate) * up``, rounded where transformers rounds."""
+    gate, up = gate_up.chunk(2, dim=-1)
+    act = F.silu(gate) if activation == "silu" else F.gelu(gate, approximate="tanh")
+    return act * up
+
+
+@no_type_check
+def _act_and_mul_kernel(
+    gu_ptr,
+    out_ptr,
+    n_cols,
+    stride_gu,
+    stride_out,
+    GELU: tl.constexpr,
+    BLOCK: tl.constexpr,
+    LIBDEVICE: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = cols < n_cols
+    dtype = out_ptr.dtype.element_ty
+    g = tl.load(gu_ptr + row * stride_gu + cols, mask=mask, other=0.0).to(tl.float32)
+    u = tl.load(gu_ptr + row * stride_gu + n_cols + cols, mask=mask, other=0.0).to(tl.float32)
+    if GELU:  # gelu_pytorch_tanh: 0.5 g (1 + tanh(sqrt(2 / pi) (g + 0.044715 g^3)))
+        z = 0.7978845608028654 * (g + 0.044715 * (g * g * g))
+        if LIBDEVICE:
+            t = libdevice.tanh(z)
+        else:
+            e = tl.exp(-2.0 * tl.abs(z))
+            t = (1.0 - e) / (1.0 + e)
+            t = tl.where(z < 0.0, -t, t)
+        a = 0.5 * g * (1.0 + t)
+    else:  # SiLU as PyTorch writes it: g / (1 + exp(-g))
+        if LIBDEVICE:
+            a = g / (1.0 + libdevice.exp(-g))
+        else:
+            a = g / (1.0 + tl.exp(-g))
+    y = a.to(dtype).to(tl.float32) * u
+    tl.store(out_ptr + row * stride_out + cols, y.to(dtype), mask=mask)
+
+
+def act_and_mul(gate_up: torch.Tensor, activation: Activation) -> torch.Tensor:
+    """``act(gate) * up`` over the output of the fused gate|up projection.
+
+    Args:
+        gate_up: [rows, 2 * intermediate], gate in the first half and up in the second.
+        activation: "silu" (Llama, Qwen) or "gelu_tanh" (Gemma's gelu_pytorch_tanh).
+
+    Returns:
+        [rows, intermediate], the input of the down projection.
+    """
+    return _dispatch(
+        "act_and_mul", gate_up, _act_and_mul_triton, act_and_mul_torch, (gate_up, activation)
+    )
+
+
+def _act_and_mul_triton(gate_up, activation) -> torch.Tensor:
+    """Launch the activation-and-multiply kernel (arguments as :func:`act_and_mul`)."""
+    rows, n2 = gate_up.shape
+    n_cols = n2 // 2
+    out = torch.empty((rows, n_cols), dtype=gate_up.dtype, device=gate_up.device)
+    block = min(1024, _block(n_cols))
+    _triton_kernels().act_and_mul[(rows, triton.cdiv(n_cols, block))](
+        gate_up, out, n_cols, gate_up.stride(0), out.stride(0),
+        GELU=activation == "gelu_tanh", BLOCK=block, LIBDEVICE=_libdevice(gate_up),
+    )  # fmt: skip
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# QK-norm + rotary embedding + KV-cache write
+# ---------------------------------------------------------------------------------------------
+
+
+def rope_and_cache_write_torch(
+    qkv: torch.Tensor,
+    positions: torch.Tensor,
+    slots: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    n_heads: int,
+    n_kv_heads: int,
+    q_norm: torch.Tensor | None = None,
+    k_norm: torch.Tensor | None = None,
+    eps: float = 1e-6,
+    gemma: bool = False,
+) -> torch.Tensor:
+    """Reference for :func:`rope_and_cache_write` (transformers' rotate_half form)."""
+    tokens = qkv.shape[0]
+    head_dim = k_cache.shape[-1]
+    q, k, v = qkv.split([n_heads * head_dim, n_kv_heads * head_dim, n_kv_heads * head_dim], -1)
+    q = q.reshape(tokens, n_heads, head_dim)
+    k = k.reshape(tokens, n_kv_heads, head_dim)
+    v = v.reshape(tokens, n_kv_heads, head_dim)
+    if q_norm is not None and k_norm is not None:
+        q, k = _rms_torch(q, q_norm, eps, gemma), _rms_torch(k, k_norm, eps, gemma)
+    c = cos[positions].to(qkv.dtype)[:, None, :]  # [tokens, 1, head_dim / 2]
+    s = sin[positions].to(qkv.dtype)[:, None, :]
+    q, k = _rotate(q, c, s), _rotate(k, c, s)
+    k_cache[slots, :, positions] = k.to(k_cache.dtype)
+    v_cache[slots, :, positions] = v.to(v_cache.dtype)
+    return q
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+@no_type_check
+def _rope_cache_kernel(
+    qkv_ptr,
+    q_out_ptr,
+    k_cache_ptr,
+    v_cache_ptr,
+    cos_ptr,
+    sin_ptr,
+    pos_ptr,
+    slot_ptr,
+    qn_ptr,
+    kn_ptr,
+    stride_qkv,
+    stride_q_tok,
+    stride_c_slot,
+    stride_c_head,
+    stride_c_pos,
+    stride_cos,
+    n_heads,
+    n_kv_heads,
+    eps,
+    HEAD_DIM: tl.constexpr,
+    HALF: tl.constexpr,
+    BLOCK_HALF: tl.constexpr,
+    QK_NORM: tl.constexpr,
+    GEMMA: tl.constexpr,
+    LIBDEVICE: tl.constexpr,
+):
+    tok = tl.program_id(0).to(tl.int64)
+    head = tl.program_id(1)
+    dtype = q_out_ptr.dtype.element_ty
+    cols = tl.arange(0, BLOCK_HALF)
+    mask = cols < HALF
+    pos = tl.load(pos_ptr + tok).to(tl.int64)
+    c = tl.load(cos_ptr + pos * stride_cos + cols, mask=mask, other=0.0).to(tl.float32)
+    s = tl.load(sin_ptr + pos * stride_cos + cols, mask=mask, other=0.0).to(tl.float32)
+    is_q = head < n_heads
+    # q heads and then k heads are contiguous in the fused QKV row, so head indexes both
+    src = qkv_ptr + tok * stride_qkv + head * HEAD_DIM
+    x1 = tl.load(src + cols, mask=mask, other=0.0).to(tl.float32)
+    x2 = tl.load(src + HALF + cols, mask=mask, other=0.0).to(tl.float32)
+    if QK_NORM:
+        wq1 = tl.load(qn_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+        wq2 = tl.load(qn_ptr + HALF + cols, mask=mask, other=0.0).to(tl.float32)
+        wk1 = tl.load(kn_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+        wk2 = tl.load(kn_ptr + HALF + cols, mask=mask, other=0.0).to(tl.float32)
+        w1 = tl.where(is_q, wq1, wk1)
+        w2 = tl.where(is_q, wq2, wk2)
+        var = (tl.sum(x1 * x1, axis=0) + tl.sum(x2 * x2, axis=0)) * (1.0 / HEAD_DIM) + eps
+        if LIBDEVICE:
+            r = libdevice.rsqrt(var)
+        else:
+            r = 1.0 / tl.sqrt(var)
+        if GEMMA:
+            x1 = (x1 * r * (1.0 + w1)).to(dtype).to(tl.float32)
+            x2 = (x2 * r * (1.0 + w2)).to(dtype).to(tl.float32)
+        else:
+            x1 = (w1 * (x1 * r).to(dtype).to(tl.float32)).to(dtype).to(tl.float32)
+            x2 = (w2 * (x2 * r).to(dtype).to(tl.float32)).to(dtype).to(tl.float32)
+    # (x * cos) + (rotate_half(x) * sin), each product rounded like transformers' bf16 ops
+    x1c = (x1 * c).to(dtype).to(tl.float32)
+    x2s = (x2 * s).to(dtype).to(tl.float32)
+    x2c = (x2 * c).to(dtype).to(tl.float32)
+    x1s = (x1 * s).to(dtype).to(tl.float32)
+    o1 = (x1c - x2s).to(dtype)
+    o2 = (x2c + x1s).to(dtype)
+    if is_q:
+        dst = q_out_ptr + tok * stride_q_tok + head * HEAD_DIM
+        tl.store(dst + cols, o1, mask=mask)
+        tl.store(dst + HALF + cols, o2, mask=mask)
+    else:
+        kv_head = head - n_heads
+        slot = tl.load(slot_ptr + tok).to(tl.int64)
+        off = slot * stride_c_slot + kv_head * stride_c_head + pos * stride_c_pos
+        tl.store(k_cache_ptr + off + cols, o1, mask=mask)
+        tl.store(k_cache_ptr + off + HALF + cols, o2, mask=mask)
+        v_src = qkv_ptr + tok * stride_qkv + (n_heads + n_kv_heads + kv_head) * HEAD_DIM
+        v1 = tl.load(v_src + cols, mask=mask, other=0.0)
+        v2 = tl.load(v_src + HALF + cols, mask=mask, other=0.0)
+        tl.store(v_cache_ptr + off + cols, v1, mask=mask)
+        tl.store(v_cache_ptr + off + HALF + cols, v2, mask=mask)
+
+
+def rope_and_cache_write(
+    qkv: torch.Tensor,
+    positions: torch.Tensor,
+    slots: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    n_heads: int,
+    n_kv_heads: int,
+    q_norm: torch.Tensor | None = None,
+    k_norm: torch.Tensor | None = None,
+    eps: float = 1e-6,
+    gemma: bool = False,
+) -> torch.Tensor:
+    """QK-norm (optional) and rotary embedding for q and k; k and v go into the KV cache.
+
+    Args:
+        qkv: [tokens, (n_heads + 2 * n_kv_heads) * head_dim], the fused QKV projection.
+        positions: [tokens] int64 position of each token (its row in the cache and the table).
+        slots: [tokens] int64 cache slot (sequence) of each token.
+        cos, sin: [max_len, head_dim / 2] rotary tables (the duplicated half dropped).
+        k_cache, v_cache: [slots, n_kv_heads, max_len, head_dim], written in place.
+        n_heads, n_kv_heads: attention heads and key/value heads.
+        q_norm, k_norm: per-head RMSNorm weights [head_dim] (Qwen3, Gemma 3) or None.
+        eps: RMSNorm epsilon of q_norm/k_norm.
+        gemma: Gemma-style norm (``1 + w``).
+
+    Returns:
+        q after norm and rotary embedding, [tokens, n_heads, head_dim].
+    """
+    return _dispatch(
+        "rope_and_cache_write",
+        qkv,
+        _rope_and_cache_write_triton,
+        rope_and_cache_write_torch,
+        (
+            qkv,
+            positions,
+            slots,
+            cos,
+            sin,
+            k_cache,
+            v_cache,
+            n_heads,
+            n_kv_heads,
+            q_norm,
+            k_norm,
+            eps,
+            gemma,
+        ),
+    )
+
+
+def _rope_and_cache_write_triton(
+    qkv,
+    positions,
+    slots,
+    cos,
+    sin,
+    k_cache,
+    v_cache,
+    n_heads,
+    n_kv_heads,
+    q_norm,
+    k_norm,
+    eps,
+    gemma,
+) -> torch.Tensor:
+    """Launch the QK-norm + RoPE + cache-write kernel (as :func:`rope_and_cache_write`)."""
+    tokens = qkv.shape[0]
+    head_dim = k_cache.shape[-1]
+    q_out = torch.empty((tokens, n_heads, head_dim), dtype=qkv.dtype, device=qkv.device)
+    qk_norm = q_norm is not None and k_norm is not None
+    norm = q_norm if q_norm is not None else cos
+    _triton_kernels().rope_cache[(tokens, n_heads + n_kv_heads)](
+        qkv, q_out, k_cache, v_cache, cos, sin, positions, slots, norm,
+        k_norm if k_norm is not None else cos,
+        qkv.stride(0), q_out.stride(0), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+        cos.stride(0), n_heads, n_kv_heads, eps,
+        HEAD_DIM=head_dim, HALF=head_dim // 2, BLOCK_HALF=_block(head_dim // 2),
+        QK_NORM=qk_norm, GEMMA=gemma, LIBDEVICE=_libdevice(qkv),
+        num_warps=1 if head_dim <= 128 else 2,
+    )  # fmt: skip
+    return q_out
+
+
+# ---------------------------------------------------------------------------------------------
+# decode attention
+# ---------------------------------------------------------------------------------------------
+
+
+def decode_attention_torch(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    slots: torch.Tensor,
+    lengths: torch.Tensor,
+    scale: float,
+    window: int = 0,
+    softcap: float = 0.0,
+) -> torch.Tensor:
+    """Reference for :func:`decode_attention`: masked softmax over each row's cache slot."""
+    acc = torch.promote_types(q.dtype, torch.float32)
+    n_heads = q.shape[1]
+    k = k_cache[slots].to(acc)  # [rows, n_kv_heads, max_len, head_dim]
+    v = v_cache[slots].to(acc)
+    group = n_heads // k.shape[1]
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    scores = torch.einsum("bhd,bhpd->bhp", q.to(acc), k) * scale
+    if softcap:
+        scores = softcap * torch.tanh(scores / softcap)
+    pos = torch.arange(k.shape[2], device=q.device)
+    valid = pos[None, :] < lengths[:, None]
+    if window:
+        valid &= pos[None, :] >= lengths[:, None] - window
+    scores = scores.masked_fill(~valid[:, None, :], float("-inf"))
+    probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+    return torch.einsum("bhp,bhpd->bhd", probs, v).to(q.dtype)
+
+
+@no_type_check
+def _decode_attention_kernel(
+    q_ptr,
+    k_cache_ptr,
+    v_cache_ptr,
+    out_ptr,
+    slot_ptr,
+    len_ptr,
+    stride_q_tok,
+    stride_q_head,
+    stride_c_slot,
+    stride_c_head,
+    stride_c_pos,
+    stride_o_tok,
+    stride_o_head,
+    group,
+    scale,
+    softcap,
+    window,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    SOFTCAP: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    head = tl.program_id(1)
+    kv_head = head // group
+    dtype = out_ptr.dtype.element_ty
+    d = tl.arange(0, BLOCK_D)
+    d_mask = d < HEAD_DIM
+    n = tl.arange(0, BLOCK_N)
+    slot = tl.load(slot_ptr + row).to(tl.int64)
+    length = tl.load(len_ptr + row).to(tl.int32)
+    lo = tl.maximum(length - window, 0)
+    q = tl.load(q_ptr + row * stride_q_tok + head * stride_q_head + d, mask=d_mask, other=0.0)
+    q = q.to(tl.float32)
+    base = slot * stride_c_slot + kv_head * stride_c_head
+    m_i = -float("inf")
+    l_i = 0.0
+    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for start in range(lo, length, BLOCK_N):
+        pos = start + n
+        p_mask = pos < length
+        offs = base + pos.to(tl.int64)[:, None] * stride_c_pos + d[None, :]
+        kv_mask = p_mask[:, None] & d_mask[None, :]
+        k = tl.load(k_cache_ptr + offs, mask=kv_mask, other=0.0).to(tl.float32)
+        s = tl.sum(k * q[None, :], axis=1) * scale
+        if SOFTCAP:
+            s = softcap * (1.0 - 2.0 / (tl.exp(2.0 * s / softcap) + 1.0))
+        s = tl.where(p_mask, s, -float("inf"))
+        m_new = tl.maximum(tl.max(s, axis=0), m_i)
+        alpha = tl.exp(m_i - m_new)
+        p = tl.exp(s - m_new)
+        v = tl.load(v_cache_ptr + offs, mask=kv_mask, other=0.0).to(tl.float32)
+        acc = acc * alpha + tl.sum(p[:, None] * v, axis=0)
+        l_i = l_i * alpha + tl.sum(p, axis=0)
+        m_i = m_new
+    l_i = tl.where(l_i > 0.0, l_i, 1.0)
+    out = acc / l_i
+    tl.store(out_ptr + row * stride_o_tok + head * stride_o_head + d, out.to(dtype), mask=d_mask)
+
+
+def decode_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    slots: torch.Tensor,
+    lengths: torch.Tensor,
+    scale: float,
+    window: int = 0,
+    softcap: float = 0.0,
+) -> torch.Tensor:
+    """Attention of one new query token per row over the row's slot of the KV cache.
+
+    Args:
+        q: [rows, n_heads, head_dim], already rotated.
+        k_cache, v_cache: [slots, n_kv_heads, max_len, head_dim]; the row's new key is in it.
+        slots: [rows] int64 cache slot of each row.
+        lengths: [rows] int32/int64 valid positions (the new token included) of each row.
+        scale: score scale (head_dim ** -0.5, or query_pre_attn_scalar ** -0.5 for Gemma).
+        window: sliding window (attend to the last ``window`` positions), 0 for global layers.
+        softcap: attention logit soft-capping (``c * tanh(s / c)``), 0 for none.
+
+    Returns:
+        [rows, n_heads, head_dim] in q's dtype.
+    """
+    return _dispatch(
+        "decode_attention",
+        q,
+        _decode_attention_triton,
+        decode_attention_torch,
+        (q, k_cache, v_cache, slots, lengths, scale, window, softcap),
+    )
+
+
+def _decode_attention_triton(
+    q, k_cache, v_cache, slots, lengths, scale, window, softcap
+) -> torch.Tensor:
+    """Launch the decode attention kernel (arguments as :func:`decode_attention`)."""
+    rows, n_heads, head_dim = q.shape
+    out = torch.empty_like(q)
+    block_d = _block(head_dim)
+    # 64 positions x 128 dims x 4 B x 2 (k and v tiles) = 64 KiB of registers per program at most
+    block_n = 64 if block_d <= 128 else 32
+    _triton_kernels().decode_attention[(rows, n_heads)](
+        q, k_cache, v_cache, out, slots, lengths,
+        q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+        out.stride(0), out.stride(1), n_heads // k_cache.shape[1], scale, softcap or 1.0,
+        window or 1 << 30,
+        HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_N=block_n, SOFTCAP=bool(softcap),
+        num_warps=4,
+    )  # fmt: skip
+    return out
+
+
+@functools.cache
+def _triton_kernels() -> SimpleNamespace:
+    """Import Triton and jit the kernels (once). TRITON_INTERPRET must be set before this."""
+    global triton, tl, libdevice
+    import triton as _triton
+    import triton.language as _tl
+
+    triton, tl = _triton, _tl
+    try:
+        from triton.language.extra import libdevice as _libdevice_module
+
+        libdevice = _libdevice_module
+    except ImportError:  # older Triton: the portable formulas below stand in
+        libdevice = None
+    logger.info("Triton %s kernels (interpreter: %s)", _triton.__version__,
+                os.environ.get("TRITON_INTERPRET") == "1")  # fmt: skip
+    return SimpleNamespace(
+        add_rms_norm=_triton.jit(_add_rms_norm_kernel),
+        act_and_mul=_triton.jit(_act_and_mul_kernel),
+        rope_cache=_triton.jit(_rope_cache_kernel),
+        decode_attention=_triton.jit(_decode_attention_kernel),
+    )
