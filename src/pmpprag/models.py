@@ -279,7 +279,9 @@ def _add_chat_template(target: Path, packaged: PackagedModel) -> None:
             os.replace(written, target / written.name)
 
 
-def load_causal_lm(name: str, device: str = "cpu", dtype: str = "float32") -> tuple[Any, Any]:
+def load_causal_lm(
+    name: str, device: str = "cpu", dtype: str = "float32", attn_implementation: str | None = None
+) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` for a registry name, local folder or hub id, in eval mode."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -287,8 +289,9 @@ def load_causal_lm(name: str, device: str = "cpu", dtype: str = "float32") -> tu
     resolved = resolve(name, kind="causal-lm")
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved.path_or_id)
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         model: Any = AutoModelForCausalLM.from_pretrained(
-            resolved.path_or_id, dtype=getattr(torch, dtype)
+            resolved.path_or_id, dtype=getattr(torch, dtype), **extra
         )
     except OSError as err:
         raise _load_error(resolved, err) from err

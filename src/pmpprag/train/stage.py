@@ -60,6 +60,9 @@ class TrainConfig:
     save_steps: int = option(100, "checkpoint every N steps (for resuming)")
     device: str = option("auto", "auto (cuda when available), cuda or cpu")
     merge: bool = option(True, "also write merged/ (base + adapter as one model)")
+    attn_implementation: str | None = option(
+        None, "attention kernel for training: eager for Gemma 3 (sdpa diverged to NaN in bf16)"
+    )
     seed: int = option(0, "seed for data order and adapter initialisation")
 
     def __post_init__(self) -> None:
@@ -169,7 +172,9 @@ def _build_trainer(cfg: TrainConfig, device: str, train_rows: list, val_rows: li
     from pmpprag.models import load_causal_lm
 
     dtype = "bfloat16" if device == "cuda" else "float32"
-    model, tokenizer = load_causal_lm(cfg.model, device=device, dtype=dtype)
+    model, tokenizer = load_causal_lm(
+        cfg.model, device=device, dtype=dtype, attn_implementation=cfg.attn_implementation
+    )
     model.train()
     torch.manual_seed(cfg.seed)
     lora = LoraConfig(
