@@ -27,6 +27,17 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 import torch, transformers, peft, trl
 print("versions:", torch.__version__, transformers.__version__, peft.__version__, trl.__version__,
       torch.cuda.get_device_name(0))
+# The GPU box's pandas/pyarrow mix makes datasets' fingerprinting fail to pickle pyarrow's
+# MonthDayNano type; a fingerprint only names cache files, so a random one is harmless here.
+import uuid
+import datasets.fingerprint as fingerprint
+_hash = fingerprint.Hasher.hash.__func__
+def _safe_hash(cls, value):
+    try:
+        return _hash(cls, value)
+    except Exception:
+        return uuid.uuid4().hex
+fingerprint.Hasher.hash = classmethod(_safe_hash)
 from pmpprag.config import load_config
 from pmpprag.train.stage import TrainConfig, run
 out = Path(os.environ["OUT"])
