@@ -17,6 +17,8 @@ Back-ends (``GENERATORS``), chosen with ``--generator.backend``:
 - ``vllm``: the offline vLLM engine on a GPU (``pip install 'pmpprag[gpu]'``), for batch work.
 - ``vllm-async``: vLLM's async engine for serving (continuous batching across requests,
   per-request time to first token).
+- ``fast``: the project's own decode path (:mod:`pmpprag.fast`: static KV cache, CUDA graphs,
+  Triton kernels, continuous batching), greedy, for Llama/Qwen2/Qwen3/Gemma 3 models.
 """
 
 from __future__ import annotations
@@ -74,8 +76,8 @@ class SamplingConfig:
 
 @dataclass
 class GeneratorConfig:
-    backend: Literal["ctranslate2", "transformers", "openai", "vllm", "vllm-async"] = option(
-        "ctranslate2", "generation back-end"
+    backend: Literal["ctranslate2", "transformers", "openai", "vllm", "vllm-async", "fast"] = (
+        option("ctranslate2", "generation back-end")
     )
     model: str = option(
         "smollm2-135m-instruct", "registry name, local folder, hub id, or served model name"

@@ -46,12 +46,19 @@ def _vllm_async(cfg: GeneratorConfig) -> Generator:
     return VLLMAsyncGenerator(cfg)
 
 
+def _fast(cfg: GeneratorConfig) -> Generator:
+    from pmpprag.generation.fast_backend import FastGenerator
+
+    return FastGenerator(cfg)
+
+
 GENERATORS = {
     "ctranslate2": _ctranslate2,
     "transformers": _transformers,
     "openai": _openai,
     "vllm": _vllm,
     "vllm-async": _vllm_async,
+    "fast": _fast,
 }
 
 

@@ -1,0 +1,92 @@
+"""``--generator.backend fast``: the project's own decode path (:mod:`pmpprag.fast`) as a back-end.
+
+A transformers model (registry name, folder or hub id; a LoRA adapter is merged first, since the
+fast decoder runs plain weights) is copied into :class:`~pmpprag.fast.engine.FastEngine`: a
+slotted static KV cache, the decode step captured as a CUDA graph, Triton kernels, continuous
+batching. On the GPU it runs bf16 (``--generator.dtype bfloat16``); on the CPU the same code runs
+eagerly with PyTorch ops (tests, smoke runs). Greedy decoding only: a request with a temperature
+is refused. ``stream`` yields the finished text at once (the engine hands tokens to the host
+every ``sync_every`` steps, not one by one).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+
+from pmpprag import models
+from pmpprag.generation.base import (
+    CannotScore,
+    Generation,
+    GeneratorConfig,
+    Prompt,
+    SamplingConfig,
+    truncate_at_stop,
+)
+from pmpprag.generation.prompt import render_prompt
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FastGenerator"]
+
+
+class FastGenerator:
+    name = "fast"
+
+    def __init__(self, cfg: GeneratorConfig, max_slots: int = 64, max_len: int = 4096) -> None:
+        import torch
+
+        from pmpprag.fast.engine import FastEngine
+
+        self.cfg = cfg
+        model, self.tokenizer = models.load_causal_lm(cfg.model, device="cpu", dtype=cfg.dtype)
+        if cfg.adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, cfg.adapter).merge_and_unload()
+        self.context_window = int(getattr(model.config, "max_position_embeddings", 2048))
+        length = min(max_len, self.context_window)
+        self.engine = FastEngine.from_model(
+            model, max_slots, length, device=cfg.device, dtype=getattr(torch, cfg.dtype)
+        )
+        self.eos = self.tokenizer.eos_token_id
+        self._lock = threading.Lock()  # one engine call at a time: it owns the cache slots
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def prompt_ids(self, prompt: Prompt) -> list[int]:
+        """The token ids the model reads for ``prompt`` (the one chat template, no extra BOS)."""
+        text = render_prompt(self.tokenizer, prompt)
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def score(self, prompts: list[Prompt], continuations: list[str]) -> list[float]:
+        raise CannotScore(self.name)
+
+    def generate(self, prompts: list[Prompt], sampling: SamplingConfig) -> list[Generation]:
+        if sampling.temperature > 0:
+            raise ValueError("the fast back-end decodes greedily: use --sampling.temperature 0")
+        ids = [self.prompt_ids(p) for p in prompts]
+        with self._lock:
+            result = self.engine.generate(ids, sampling.max_new_tokens, self.eos)
+        out = []
+        for prompt_ids, tokens, ttft in zip(ids, result.tokens, result.ttft_s, strict=True):
+            ended = bool(tokens) and tokens[-1] == self.eos
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            text, stopped = truncate_at_stop(text, sampling.stop)
+            out.append(
+                Generation(
+                    text=text.strip(),
+                    prompt_tokens=len(prompt_ids),
+                    completion_tokens=len(tokens),
+                    ttft_s=ttft,
+                    wall_s=result.total_s,
+                    finish_reason="stop" if ended or stopped else "length",
+                    extra={"decode_steps": result.decode_steps},
+                )
+            )
+        return out
+
+    def stream(self, prompt: Prompt, sampling: SamplingConfig) -> Iterator[str]:
+        yield self.generate([prompt], sampling)[0].text
