@@ -25,7 +25,7 @@ from pmpprag.generation.base import (
     Timer,
     truncate_at_stop,
 )
-from pmpprag.generation.prompt import render_prompt
+from pmpprag.generation.prompt import prompt_token_ids
 from pmpprag.schema import atomic_folder
 
 logger = logging.getLogger(__name__)
@@ -122,12 +122,8 @@ class CT2Generator:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
-        """The token ids the model reads for ``prompt`` (the one chat template, no extra BOS)."""
-        return list(
-            self.tokenizer(render_prompt(self.tokenizer, prompt), add_special_tokens=False)[
-                "input_ids"
-            ]
-        )
+        """The ids the model reads for ``prompt`` (the one chat template, no extra BOS)."""
+        return prompt_token_ids(self.tokenizer, prompt)
 
     def _tokens(self, prompt: Prompt) -> list[str]:
         return list(self.tokenizer.convert_ids_to_tokens(self.prompt_ids(prompt)))

@@ -24,7 +24,7 @@ from pmpprag.generation.base import (
     SamplingConfig,
     truncate_at_stop,
 )
-from pmpprag.generation.prompt import render_prompt
+from pmpprag.generation.prompt import prompt_token_ids
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +57,8 @@ class FastGenerator:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
-        """The token ids the model reads for ``prompt`` (the one chat template, no extra BOS)."""
-        text = render_prompt(self.tokenizer, prompt)
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """The ids the model reads for ``prompt`` (the one chat template, no extra BOS)."""
+        return prompt_token_ids(self.tokenizer, prompt)
 
     def score(self, prompts: list[Prompt], continuations: list[str]) -> list[float]:
         raise CannotScore(self.name)

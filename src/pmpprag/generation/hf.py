@@ -15,7 +15,7 @@ from pmpprag.generation.base import (
     Timer,
     truncate_at_stop,
 )
-from pmpprag.generation.prompt import render_prompt
+from pmpprag.generation.prompt import prompt_token_ids, render_prompt
 
 __all__ = ["TransformersGenerator"]
 
@@ -51,12 +51,8 @@ class TransformersGenerator:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
-        """The token ids the model reads for ``prompt`` (the one chat template, no extra BOS)."""
-        return list(
-            self.tokenizer(render_prompt(self.tokenizer, prompt), add_special_tokens=False)[
-                "input_ids"
-            ]
-        )
+        """The ids the model reads for ``prompt`` (the one chat template, no extra BOS)."""
+        return prompt_token_ids(self.tokenizer, prompt)
 
     def _kwargs(self, sampling: SamplingConfig) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -119,9 +115,7 @@ class TransformersGenerator:
 
         out = []
         for prompt, continuation in zip(prompts, continuations, strict=True):
-            head = self.tokenizer(render_prompt(self.tokenizer, prompt), add_special_tokens=False)[
-                "input_ids"
-            ]
+            head = prompt_token_ids(self.tokenizer, prompt)
             tail = self.tokenizer(continuation, add_special_tokens=False)["input_ids"] or [
                 self.tokenizer.eos_token_id
             ]

@@ -10,7 +10,7 @@ from typing import Any
 
 from pmpprag.generation.base import Prompt
 
-__all__ = ["render_prompt"]
+__all__ = ["prompt_token_ids", "render_prompt"]
 
 
 def render_prompt(tokenizer: Any, prompt: Prompt) -> str:
@@ -24,3 +24,9 @@ def render_prompt(tokenizer: Any, prompt: Prompt) -> str:
     # base models without a template: a plain transcript
     lines = [f"{m['role'].capitalize()}: {m['content']}" for m in prompt]
     return "\n".join([*lines, "Assistant:"])
+
+
+def prompt_token_ids(tokenizer: Any, prompt: Prompt) -> list[int]:
+    """The ids a local back-end feeds the model: the rendered prompt without added special
+    tokens (a template that writes ``<bos>`` must not get a second one)."""
+    return list(tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"])

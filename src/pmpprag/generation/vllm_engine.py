@@ -30,7 +30,7 @@ from pmpprag.generation.base import (
     Prompt,
     SamplingConfig,
 )
-from pmpprag.generation.prompt import render_prompt
+from pmpprag.generation.prompt import prompt_token_ids
 
 __all__ = ["VLLMAsyncGenerator", "VLLMGenerator"]
 
@@ -96,9 +96,8 @@ class VLLMGenerator:
         raise CannotScore(self.name)
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
-        """The token ids the model reads for ``prompt`` (the one chat template, no extra BOS)."""
-        text = render_prompt(self.tokenizer, prompt)
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """The ids the model reads for ``prompt`` (the one chat template, no extra BOS)."""
+        return prompt_token_ids(self.tokenizer, prompt)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -182,9 +181,8 @@ class VLLMAsyncGenerator:
         raise CannotScore(self.name)
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
-        """The token ids the model reads for ``prompt`` (the one chat template, no extra BOS)."""
-        text = render_prompt(self.tokenizer, prompt)
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """The ids the model reads for ``prompt`` (the one chat template, no extra BOS)."""
+        return prompt_token_ids(self.tokenizer, prompt)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))

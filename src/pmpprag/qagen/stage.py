@@ -37,7 +37,7 @@ from pmpprag.testsets import HeldOut, read_testset
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["QagenConfig", "QagenResult", "alpaca_record", "run"]
+__all__ = ["QagenConfig", "QagenResult", "alpaca_record", "run", "stats_chart"]
 
 
 @dataclass
@@ -273,23 +273,30 @@ def _stats(pairs: list[QAPair], rejected: list[dict[str, Any]], failures: int) -
     }
 
 
-def _stats_chart(out: Path, stats: dict[str, Any]) -> None:
+def stats_chart(
+    out: Path,
+    by_chapter: dict[str, dict[str, int]],
+    title: str,
+    side: dict[str, int],
+    side_title: str,
+) -> None:
+    """``stats.png``: English and Chinese counts stacked per chapter, and one breakdown beside
+    them (qagen: pairs by kind; raft: examples with and without the gold passage)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    chapters = list(stats["by_chapter"])
-    en = [stats["by_chapter"][c].get("en", 0) for c in chapters]
-    zh = [stats["by_chapter"][c].get("zh", 0) for c in chapters]
+    chapters = list(by_chapter)
+    en = [by_chapter[c].get("en", 0) for c in chapters]
+    zh = [by_chapter[c].get("zh", 0) for c in chapters]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6), width_ratios=[3, 1])
     left.bar(chapters, en, label="English")
     left.bar(chapters, zh, bottom=en, label="Chinese")
-    left.set(xlabel="chapter", ylabel="pairs", title=f"{stats['pairs']} QA pairs by chapter")
+    left.set(xlabel="chapter", ylabel="count", title=title)
     left.legend()
-    kinds = stats["by_kind"]
-    right.barh(list(kinds), list(kinds.values()))
-    right.set(title="by kind")
+    right.barh(list(side), list(side.values()))
+    right.set(title=side_title)
     fig.tight_layout()
     fig.savefig(out / "stats.png", dpi=110)
     plt.close(fig)
@@ -337,7 +344,8 @@ def run(cfg: QagenConfig) -> QagenResult:
             json.dump(data, fh, ensure_ascii=False, indent=1)
     with atomic_write(out / "config.yaml") as fh:
         yaml.safe_dump(to_dict(cfg), fh, sort_keys=False, allow_unicode=True)
-    _stats_chart(out, stats)
+    stats_chart(out, stats["by_chapter"], f"{stats['pairs']} QA pairs by chapter",
+                stats["by_kind"], "by kind")  # fmt: skip
     logger.info(
         "kept %d of %d pairs (%d train, %d val, %d DPO); rejected %s; %d unparseable replies -> %s",
         len(kept),

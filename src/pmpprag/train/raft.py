@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from pmpprag.config import option, to_dict
 from pmpprag.qagen.filters import check_pair
+from pmpprag.qagen.stage import stats_chart
 from pmpprag.rag.pipeline import Assistant, RagConfig
 from pmpprag.rag.prompts import NOT_COVERED
 from pmpprag.schema import Chunk, Hit, QAPair, atomic_write, read_jsonl
@@ -329,28 +330,6 @@ def _stats(examples: list[_Example], rejected: Counter[str]) -> dict[str, Any]:
     }
 
 
-def _chart(out: Path, stats: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    chapters = list(stats["by_chapter"])
-    en = [stats["by_chapter"][c].get("en", 0) for c in chapters]
-    zh = [stats["by_chapter"][c].get("zh", 0) for c in chapters]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6), width_ratios=[3, 1])
-    left.bar(chapters, en, label="English")
-    left.bar(chapters, zh, bottom=en, label="Chinese")
-    left.set(xlabel="chapter", ylabel="examples",
-             title=f"{stats['examples']} grounded examples by chapter")  # fmt: skip
-    left.legend()
-    right.barh(["gold passage", "no gold"], [stats["with_gold"], stats["without_gold"]])
-    right.set(title="passages")
-    fig.tight_layout()
-    fig.savefig(out / "stats.png", dpi=110)
-    plt.close(fig)
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -396,7 +375,9 @@ def run(cfg: RaftConfig) -> RaftResult:
             json.dump(data, fh, ensure_ascii=False, indent=1)
     with atomic_write(out / "config.yaml") as fh:
         yaml.safe_dump(to_dict(cfg), fh, sort_keys=False, allow_unicode=True)
-    _chart(out, stats)
+    side = {"gold passage": stats["with_gold"], "no gold": stats["without_gold"]}
+    stats_chart(out, stats["by_chapter"], f"{stats['examples']} grounded examples by chapter",
+                side, "passages")  # fmt: skip
     manifest = {
         "inputs": {str(p): _sha256(p) for f in cfg.pairs for p in sorted(Path(f).glob("*.jsonl"))},
         "index": json.loads((Path(cfg.index) / "manifest.json").read_text())["corpus_sha256"],
