@@ -14,13 +14,14 @@ import pytest
 
 from conftest import start_server
 from pmpprag.api import Assistant, RagConfig
+from pmpprag.errors import StaleError
 from pmpprag.index import IndexConfig, IndexError_, Retriever, build
 from pmpprag.index.build import stale_inputs
 from pmpprag.index.twins import link_twins
 from pmpprag.ingest import IngestConfig
 from pmpprag.ingest import run as ingest
 from pmpprag.ingest.markdown import MarkdownError, parse_markdown
-from pmpprag.ingest.stage import StaleError, check_chunks
+from pmpprag.ingest.stage import check_chunks
 from pmpprag.rag.prompts import NOT_COVERED
 from pmpprag.schema import Chunk, read_jsonl
 from pmpprag.text import cjk_share, prose_language

@@ -93,3 +93,19 @@ def test_raft_build_over_the_real_index(corpus_index: Path, tmp_path: Path) -> N
     info = json.loads((tmp_path / "raft" / "dataset_info.json").read_text())
     assert info["pmpp_raft"]["columns"]["system"] == "system" and info["pmpp_raft_dpo"]["ranking"]
     assert (tmp_path / "raft" / "stats.png").stat().st_size > 1000
+
+
+def test_training_refuses_data_edited_after_its_stage_wrote_it(tmp_path: Path) -> None:
+    from pmpprag.errors import StaleError
+    from pmpprag.schema import check_stage_output, write_stage_manifest
+    from pmpprag.train.stage import TrainConfig
+    from pmpprag.train.stage import run as train
+
+    data = tmp_path / "pmpp_raft_train.json"
+    data.write_text(json.dumps([{"instruction": "q", "input": "", "output": "a"}]), "utf-8")
+    write_stage_manifest(tmp_path, [data.name], "pmpprag raft --config x/config.yaml")
+    check_stage_output(data)  # as written: fine
+    data.write_text(json.dumps([{"instruction": "q", "input": "", "output": "b"}]), "utf-8")
+    with pytest.raises(StaleError, match=r"changed after `pmpprag raft --config x/config.yaml`"):
+        train(TrainConfig(data=data, out=tmp_path / "run"))
+    assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -6,7 +6,7 @@ missing optional package, named with the extra that installs it.
 
 from __future__ import annotations
 
-__all__ = ["EXTRAS", "MissingExtra", "PmppragError", "missing_extra"]
+__all__ = ["EXTRAS", "MissingExtra", "PmppragError", "StaleError", "missing_extra"]
 
 # optional package (top-level module) -> the extra of pyproject.toml that installs it
 EXTRAS = {
@@ -23,6 +23,10 @@ EXTRAS = {
 
 class PmppragError(Exception):
     """An error a user can act on; its message says which file or flag and what to do."""
+
+
+class StaleError(PmppragError):
+    """A stage's input changed after the stage that made it ran; the message says what to run."""
 
 
 class MissingExtra(PmppragError, ImportError):

@@ -8,17 +8,18 @@ same folder, renamed into place when complete, so an interrupted run never leave
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Literal, TypeVar
+from typing import IO, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pmpprag.errors import PmppragError
+from pmpprag.errors import PmppragError, StaleError
 
 __all__ = [
     "Answer",
@@ -29,8 +30,10 @@ __all__ = [
     "RecordError",
     "atomic_folder",
     "atomic_write",
+    "check_stage_output",
     "read_jsonl",
     "write_jsonl",
+    "write_stage_manifest",
 ]
 
 R = TypeVar("R", bound=BaseModel)
@@ -209,3 +212,33 @@ def read_jsonl(path: Path, model: type[R]) -> list[R]:
                     f"{path}:{lineno}: not a valid {model.__name__} record: {' '.join(first)}"
                 ) from err
     return records
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write_stage_manifest(folder: Path, outputs: list[str], command: str, **extra: Any) -> None:
+    """``manifest.json`` of a stage's output folder: the hash of each output file and the command
+    that makes them again, so the next stage can tell when one was edited afterwards."""
+    folder = Path(folder)
+    manifest = {"command": command, **extra,
+                "outputs": {name: _file_sha256(folder / name) for name in outputs}}  # fmt: skip
+    with atomic_write(folder / "manifest.json") as fh:
+        json.dump(manifest, fh, indent=1, ensure_ascii=False)
+
+
+def check_stage_output(path: Path) -> None:
+    """Refuse a stage output that changed after its stage wrote it (the manifest beside it
+    lists its hash), naming the command to re-run. Files without such a manifest pass."""
+    path = Path(path)
+    manifest_path = path.parent / "manifest.json"
+    if not manifest_path.is_file():
+        return
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    recorded = manifest.get("outputs", {}).get(path.name)
+    if recorded is not None and recorded != _file_sha256(path):
+        raise StaleError(
+            f"{path} changed after `{manifest.get('command', 'its stage')}` wrote it: run that "
+            "again (or remove the manifest.json beside it to use the edited file as it is)"
+        )

@@ -35,6 +35,7 @@ import numpy as np
 
 from pmpprag import models
 from pmpprag.config import option, to_dict
+from pmpprag.errors import StaleError
 from pmpprag.index.lexical import BM25Index
 from pmpprag.index.store import (
     FORMAT_VERSION,
@@ -44,7 +45,7 @@ from pmpprag.index.store import (
     read_manifest,
 )
 from pmpprag.index.twins import bridge_text, link_twins
-from pmpprag.ingest.stage import StaleError, check_chunks, input_changed
+from pmpprag.ingest.stage import check_chunks, input_changed
 from pmpprag.schema import Chunk, atomic_folder, read_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)

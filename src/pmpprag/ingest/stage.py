@@ -26,7 +26,7 @@ import yaml
 
 from pmpprag import models
 from pmpprag.config import option, to_dict
-from pmpprag.errors import PmppragError
+from pmpprag.errors import StaleError
 from pmpprag.ingest.chunking import ChunkingConfig, Piece, chunk_id, pack_section
 from pmpprag.ingest.corpus_pdf import CorpusPdfConfig, build_pdf
 from pmpprag.ingest.markdown import parse_markdown, plain_inline
@@ -113,10 +113,6 @@ def corpus_sha256(folder: Path) -> str:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()
-
-
-class StaleError(PmppragError):
-    """A stage's input changed after the stage that made it ran; the message says what to run."""
 
 
 def _ingest_command(settings: dict[str, Any]) -> str:

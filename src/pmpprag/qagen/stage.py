@@ -29,10 +29,17 @@ from tqdm import tqdm
 
 from pmpprag.config import option, to_dict
 from pmpprag.generation import GeneratorConfig, SamplingConfig, load_generator
-from pmpprag.ingest.stage import parse_chapters
+from pmpprag.ingest.stage import check_chunks, parse_chapters
 from pmpprag.qagen.filters import bigram_jaccard, check_pair, grounding, near_duplicates
 from pmpprag.qagen.prompts import ParseError, build_messages, parse_pairs
-from pmpprag.schema import Chunk, QAPair, atomic_write, read_jsonl, write_jsonl
+from pmpprag.schema import (
+    Chunk,
+    QAPair,
+    atomic_write,
+    read_jsonl,
+    write_jsonl,
+    write_stage_manifest,
+)
 from pmpprag.testsets import HeldOut, read_testset
 
 logger = logging.getLogger(__name__)
@@ -311,6 +318,7 @@ def run(cfg: QagenConfig) -> QagenResult:
     chunk_text: dict[str, str] = {}
     failures = 0
     if cfg.chunks:
+        check_chunks(cfg.chunks)  # a StaleError says which ingest to re-run
         chunks = [c for c in read_jsonl(cfg.chunks, Chunk) if chosen is None or c.chapter in chosen]
         chunks = chunks[: cfg.max_chunks] if cfg.max_chunks else chunks
         if not chunks:
@@ -346,6 +354,7 @@ def run(cfg: QagenConfig) -> QagenResult:
         yaml.safe_dump(to_dict(cfg), fh, sort_keys=False, allow_unicode=True)
     stats_chart(out, stats["by_chapter"], f"{stats['pairs']} QA pairs by chapter",
                 stats["by_kind"], "by kind")  # fmt: skip
+    write_stage_manifest(out, list(files), f"pmpprag qagen --config {out / 'config.yaml'}")
     logger.info(
         "kept %d of %d pairs (%d train, %d val, %d DPO); rejected %s; %d unparseable replies -> %s",
         len(kept),

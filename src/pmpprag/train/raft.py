@@ -46,7 +46,7 @@ from pmpprag.qagen.filters import check_pair
 from pmpprag.qagen.stage import stats_chart
 from pmpprag.rag.pipeline import Assistant, RagConfig
 from pmpprag.rag.prompts import NOT_COVERED
-from pmpprag.schema import Chunk, Hit, QAPair, atomic_write, read_jsonl
+from pmpprag.schema import Chunk, Hit, QAPair, atomic_write, read_jsonl, write_stage_manifest
 from pmpprag.testsets import HeldOut, read_testset
 from pmpprag.text import char_ngrams
 
@@ -378,14 +378,12 @@ def run(cfg: RaftConfig) -> RaftResult:
     side = {"gold passage": stats["with_gold"], "no gold": stats["without_gold"]}
     stats_chart(out, stats["by_chapter"], f"{stats['examples']} grounded examples by chapter",
                 side, "passages")  # fmt: skip
-    manifest = {
-        "inputs": {str(p): _sha256(p) for f in cfg.pairs for p in sorted(Path(f).glob("*.jsonl"))},
-        "index": json.loads((Path(cfg.index) / "manifest.json").read_text())["corpus_sha256"],
-        "outputs": {name: _sha256(out / name) for name in files},
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    with atomic_write(out / "manifest.json") as fh:
-        json.dump(manifest, fh, indent=1)
+    write_stage_manifest(
+        out, list(files), f"pmpprag raft --config {out / 'config.yaml'}",
+        inputs={str(p): _sha256(p) for f in cfg.pairs for p in sorted(Path(f).glob("*.jsonl"))},
+        index=json.loads((Path(cfg.index) / "manifest.json").read_text())["corpus_sha256"],
+        seconds=round(time.perf_counter() - started, 1),
+    )  # fmt: skip
     logger.info(
         "%d examples (%d with the gold passage, %d without) from %d pairs -> %s",
         stats["examples"], stats["with_gold"], stats["without_gold"], len(pairs), out,

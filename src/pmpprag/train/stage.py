@@ -25,7 +25,7 @@ import yaml
 
 from pmpprag import models
 from pmpprag.config import option, to_dict
-from pmpprag.schema import atomic_folder, atomic_write
+from pmpprag.schema import atomic_folder, atomic_write, check_stage_output
 from pmpprag.train.data import load_rows, to_conversations
 
 logger = logging.getLogger(__name__)
@@ -224,8 +224,11 @@ def run(cfg: TrainConfig) -> TrainResult:
     """Train the adapter, save it (and the merged model), plot and report the losses."""
     started = time.perf_counter()
     out = Path(cfg.out)
+    check_stage_output(cfg.data)  # edited after qagen/raft wrote it: a StaleError says so
     train_rows = load_rows(cfg.data, cfg.method)
     val_path = _val_path(cfg)
+    if val_path:
+        check_stage_output(val_path)
     val_rows = load_rows(val_path, cfg.method) if val_path else None
     device = _device(cfg.device)
     logger.info(
