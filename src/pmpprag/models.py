@@ -263,6 +263,8 @@ def _set_chat(tokenizer: Any, packaged: PackagedModel) -> bool:
 def _add_chat_template(target: Path, packaged: PackagedModel) -> None:
     if not packaged.chat_template and not packaged.end_of_turn:
         return
+    if (target / "chat_template.jinja").is_file():  # added before (the tokenizer is 33 MB to load)
+        return
     from transformers import AutoTokenizer, GenerationConfig
 
     tokenizer = AutoTokenizer.from_pretrained(target)
