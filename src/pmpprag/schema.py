@@ -31,6 +31,7 @@ __all__ = [
     "atomic_folder",
     "atomic_write",
     "check_stage_output",
+    "file_sha256",
     "read_jsonl",
     "write_jsonl",
     "write_stage_manifest",
@@ -214,7 +215,7 @@ def read_jsonl(path: Path, model: type[R]) -> list[R]:
     return records
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
@@ -223,7 +224,7 @@ def write_stage_manifest(folder: Path, outputs: list[str], command: str, **extra
     that makes them again, so the next stage can tell when one was edited afterwards."""
     folder = Path(folder)
     manifest = {"command": command, **extra,
-                "outputs": {name: _file_sha256(folder / name) for name in outputs}}  # fmt: skip
+                "outputs": {name: file_sha256(folder / name) for name in outputs}}  # fmt: skip
     with atomic_write(folder / "manifest.json") as fh:
         json.dump(manifest, fh, indent=1, ensure_ascii=False)
 
@@ -237,7 +238,7 @@ def check_stage_output(path: Path) -> None:
         return
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     recorded = manifest.get("outputs", {}).get(path.name)
-    if recorded is not None and recorded != _file_sha256(path):
+    if recorded is not None and recorded != file_sha256(path):
         raise StaleError(
             f"{path} changed after `{manifest.get('command', 'its stage')}` wrote it: run that "
             "again (or remove the manifest.json beside it to use the edited file as it is)"

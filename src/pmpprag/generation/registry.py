@@ -6,6 +6,7 @@ Each back-end lives in its own module and is imported only when chosen, so that
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 
@@ -16,49 +17,14 @@ logger = logging.getLogger(__name__)
 __all__ = ["GENERATORS", "load_generator"]
 
 
-def _transformers(cfg: GeneratorConfig) -> Generator:
-    from pmpprag.generation.hf import TransformersGenerator
-
-    return TransformersGenerator(cfg)
-
-
-def _ctranslate2(cfg: GeneratorConfig) -> Generator:
-    from pmpprag.generation.ct2 import CT2Generator
-
-    return CT2Generator(cfg)
-
-
-def _openai(cfg: GeneratorConfig) -> Generator:
-    from pmpprag.generation.openai_client import OpenAIGenerator
-
-    return OpenAIGenerator(cfg)
-
-
-def _vllm(cfg: GeneratorConfig) -> Generator:
-    from pmpprag.generation.vllm_engine import VLLMGenerator
-
-    return VLLMGenerator(cfg)
-
-
-def _vllm_async(cfg: GeneratorConfig) -> Generator:
-    from pmpprag.generation.vllm_engine import VLLMAsyncGenerator
-
-    return VLLMAsyncGenerator(cfg)
-
-
-def _fast(cfg: GeneratorConfig) -> Generator:
-    from pmpprag.generation.fast_backend import FastGenerator
-
-    return FastGenerator(cfg)
-
-
-GENERATORS = {
-    "ctranslate2": _ctranslate2,
-    "transformers": _transformers,
-    "openai": _openai,
-    "vllm": _vllm,
-    "vllm-async": _vllm_async,
-    "fast": _fast,
+# backend name -> (module under pmpprag.generation, class), imported only when chosen
+GENERATORS: dict[str, tuple[str, str]] = {
+    "ctranslate2": ("ct2", "CT2Generator"),
+    "transformers": ("hf", "TransformersGenerator"),
+    "openai": ("openai_client", "OpenAIGenerator"),
+    "vllm": ("vllm_engine", "VLLMGenerator"),
+    "vllm-async": ("vllm_engine", "VLLMAsyncGenerator"),
+    "fast": ("fast_backend", "FastGenerator"),
 }
 
 
@@ -69,7 +35,10 @@ def load_generator(cfg: GeneratorConfig) -> Generator:
             f"--generator.backend {cfg.backend!r}: choose one of {', '.join(GENERATORS)}"
         )
     started = time.perf_counter()
-    generator = GENERATORS[cfg.backend](cfg)
+    module, name = GENERATORS[cfg.backend]
+    generator: Generator = getattr(importlib.import_module(f"pmpprag.generation.{module}"), name)(
+        cfg
+    )
     logger.info(
         "loaded %s generator for %s in %.1f s",
         cfg.backend,

@@ -71,7 +71,24 @@ def _model_path(cfg: GeneratorConfig, backend: str) -> str:
     return models.resolve(cfg.model, kind="causal-lm").path_or_id
 
 
-class VLLMGenerator:
+class _VLLMTokens:
+    """What both vLLM back-ends do with their tokenizer; neither can score given text."""
+
+    name: str
+    tokenizer: Any
+
+    def score(self, prompts: list[Prompt], continuations: list[str]) -> list[float]:
+        raise CannotScore(self.name)
+
+    def prompt_ids(self, prompt: Prompt) -> list[int]:
+        """The ids the model reads for ``prompt`` (the one chat template, no extra BOS)."""
+        return prompt_token_ids(self.tokenizer, prompt)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+
+class VLLMGenerator(_VLLMTokens):
     name = "vllm"
 
     def __init__(self, cfg: GeneratorConfig) -> None:
@@ -91,16 +108,6 @@ class VLLMGenerator:
         self.tokenizer = self.llm.get_tokenizer()
         self.context_window = int(self.llm.llm_engine.model_config.max_model_len)
         self._lock = threading.Lock()
-
-    def score(self, prompts: list[Prompt], continuations: list[str]) -> list[float]:
-        raise CannotScore(self.name)
-
-    def prompt_ids(self, prompt: Prompt) -> list[int]:
-        """The ids the model reads for ``prompt`` (the one chat template, no extra BOS)."""
-        return prompt_token_ids(self.tokenizer, prompt)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def generate(self, prompts: list[Prompt], sampling: SamplingConfig) -> list[Generation]:
         lora = _lora_request(self.cfg)
@@ -134,7 +141,7 @@ class VLLMGenerator:
         yield self.generate([prompt], sampling)[0].text
 
 
-class VLLMAsyncGenerator:
+class VLLMAsyncGenerator(_VLLMTokens):
     """vLLM's async engine (``AsyncLLM``) for serving: continuous batching across requests.
 
     The engine lives on its own event loop in a background thread, so the synchronous
@@ -176,16 +183,6 @@ class VLLMAsyncGenerator:
 
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def score(self, prompts: list[Prompt], continuations: list[str]) -> list[float]:
-        raise CannotScore(self.name)
-
-    def prompt_ids(self, prompt: Prompt) -> list[int]:
-        """The ids the model reads for ``prompt`` (the one chat template, no extra BOS)."""
-        return prompt_token_ids(self.tokenizer, prompt)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     async def _deltas(self, prompt: Prompt, sampling: SamplingConfig) -> AsyncIterator[Any]:
         """The request's cumulative outputs as the engine produces them."""

@@ -160,10 +160,14 @@ def stale_inputs(manifest: dict[str, Any]) -> list[str]:
     """The inputs recorded in an index manifest (notes folders, PDFs) that changed since it was
     built (only those present here: an index copied to another machine without them is not
     stale)."""
+    return [r["path"] for r in _recorded_inputs(manifest) if input_changed(r)]
+
+
+def _recorded_inputs(manifest: dict[str, Any]) -> list[dict[str, str]]:
+    """The inputs an index manifest records (indexes written before "inputs" list their notes
+    folders under "corpora")."""
     records = list(manifest.get("inputs", []))
-    # indexes written before "inputs": the notes folders under "corpora"
-    records += [{**r, "kind": "notes"} for r in manifest.get("corpora", {}).values()]
-    return [r["path"] for r in records if input_changed(r)]
+    return records + [{**r, "kind": "notes"} for r in manifest.get("corpora", {}).values()]
 
 
 def build_command(manifest: dict[str, Any], folder: Path | str) -> str:
@@ -174,8 +178,7 @@ def build_command(manifest: dict[str, Any], folder: Path | str) -> str:
 
 
 def _merged_inputs(manifest: dict[str, Any], record: dict[str, Any] | None) -> list[dict[str, str]]:
-    old = list(manifest.get("inputs", []))
-    old += [{**r, "kind": "notes"} for r in manifest.get("corpora", {}).values()]
+    old = _recorded_inputs(manifest)
     new = record["inputs"] if record else []
     paths = {r["path"] for r in new}
     return [r for r in old if r["path"] not in paths] + new

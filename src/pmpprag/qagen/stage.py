@@ -44,7 +44,16 @@ from pmpprag.testsets import HeldOut, read_testset
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["QagenConfig", "QagenResult", "alpaca_record", "run", "stats_chart"]
+__all__ = [
+    "QagenConfig",
+    "QagenResult",
+    "alpaca_record",
+    "dataset_info",
+    "is_val",
+    "read_pairs",
+    "run",
+    "stats_chart",
+]
 
 
 @dataclass
@@ -110,10 +119,11 @@ class QagenResult:
     parse_failures: int
 
 
-def _read_authored(folder: Path) -> list[QAPair]:
+def read_pairs(folder: Path, flag: str = "--authored") -> list[QAPair]:
+    """The team-written pairs of every ``*.jsonl`` in ``folder`` (``flag`` names it in errors)."""
     files = sorted(Path(folder).glob("*.jsonl"))
     if not files:
-        raise FileNotFoundError(f"--authored {folder}: no *.jsonl pair files there")
+        raise FileNotFoundError(f"{flag} {folder}: no *.jsonl pair files there")
     pairs: list[QAPair] = []
     for path in files:
         for pair in read_jsonl(path, QAPair):
@@ -234,8 +244,8 @@ def _filter(
     return kept, rejected
 
 
-def _is_val(pair_id: str, fraction: float) -> bool:
-    # a stable split: the same id lands on the same side in every run
+def is_val(pair_id: str, fraction: float) -> bool:
+    """A stable split: the same id lands on the same side in every run."""
     return int(hashlib.sha1(pair_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
 
 
@@ -244,21 +254,22 @@ def alpaca_record(pair: QAPair) -> dict[str, str]:
     return {"instruction": pair.question, "input": "", "output": pair.answer}
 
 
-def _dataset_info(name: str) -> dict[str, Any]:
+def dataset_info(name: str, system: bool = False) -> dict[str, Any]:
+    """LLaMA-Factory's ``dataset_info.json`` for the train, val and DPO files of ``name``
+    (``system``: the rows carry a system prompt column, as ``pmpprag raft``'s do)."""
     alpaca = {"prompt": "instruction", "query": "input", "response": "output"}
+    ranking = {
+        "prompt": "instruction",
+        "query": "input",
+        "chosen": "chosen",
+        "rejected": "rejected",
+    }
+    if system:
+        alpaca, ranking = {**alpaca, "system": "system"}, {**ranking, "system": "system"}
     return {
         name: {"file_name": f"{name}_train.json", "columns": alpaca},
         f"{name}_val": {"file_name": f"{name}_val.json", "columns": alpaca},
-        f"{name}_dpo": {
-            "file_name": f"{name}_dpo.json",
-            "ranking": True,
-            "columns": {
-                "prompt": "instruction",
-                "query": "input",
-                "chosen": "chosen",
-                "rejected": "rejected",
-            },
-        },
+        f"{name}_dpo": {"file_name": f"{name}_dpo.json", "ranking": True, "columns": ranking},
     }
 
 
@@ -314,7 +325,7 @@ def run(cfg: QagenConfig) -> QagenResult:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     chosen = parse_chapters(cfg.chapters)
-    pairs: list[QAPair] = _read_authored(cfg.authored) if cfg.authored else []
+    pairs: list[QAPair] = read_pairs(cfg.authored) if cfg.authored else []
     chunk_text: dict[str, str] = {}
     failures = 0
     if cfg.chunks:
@@ -329,8 +340,8 @@ def run(cfg: QagenConfig) -> QagenResult:
     pairs = [p for p in pairs if chosen is None or p.chapter in chosen]
     kept, rejected = _filter(cfg, pairs, chunk_text)
 
-    train = [p for p in kept if not _is_val(p.id, cfg.val_fraction)]
-    val = [p for p in kept if _is_val(p.id, cfg.val_fraction)]
+    train = [p for p in kept if not is_val(p.id, cfg.val_fraction)]
+    val = [p for p in kept if is_val(p.id, cfg.val_fraction)]
     dpo = [
         {"instruction": p.question, "input": "", "chosen": p.answer, "rejected": p.rejected}
         for p in train
@@ -342,7 +353,7 @@ def run(cfg: QagenConfig) -> QagenResult:
         f"{cfg.name}_train.json": [alpaca_record(p) for p in train],
         f"{cfg.name}_val.json": [alpaca_record(p) for p in val],
         f"{cfg.name}_dpo.json": dpo,
-        "dataset_info.json": _dataset_info(cfg.name),
+        "dataset_info.json": dataset_info(cfg.name),
     }
     stats = _stats(kept, rejected, failures)
     stats.update(train=len(train), val=len(val), dpo=len(dpo))

@@ -36,7 +36,7 @@ from pmpprag.generation import (
     SamplingConfig,
     load_generator,
 )
-from pmpprag.index import Retriever, RetrieverConfig
+from pmpprag.index import Retrieval, Retriever, RetrieverConfig
 from pmpprag.rag.calc import solve, worked_text
 from pmpprag.rag.extractive import (
     LEXICAL_WEIGHT,
@@ -196,6 +196,15 @@ class Assistant:
             return self.cfg.calculator and bool(solve(question))
         return self.cfg.mode == "extractive"
 
+    def _not_covered(
+        self, question: str, language: Literal["en", "zh"], found: Retrieval, started: float
+    ) -> Answer:
+        """The answer for a question whose best passage is below ``min_confidence``."""
+        return Answer(question=question, text=NOT_COVERED[language], language=language,
+                      mode="not-covered", passages=found.hits, retrieval_s=found.seconds,
+                      wall_s=time.perf_counter() - started,
+                      meta={"confidence": found.confidence})  # fmt: skip
+
     def _language(self, question: str) -> Literal["en", "zh"]:
         if self.cfg.language != "auto":
             return self.cfg.language
@@ -232,11 +241,9 @@ class Assistant:
                 found = self.retriever.retrieve(
                     query, k=k, chapters=item.chapters, language=language
                 )
-                hits, retrieval_s, confidence = found.hits, found.seconds, found.confidence
-                if confidence < self.cfg.min_confidence:
-                    answers[i] = Answer(question=item.text, text=NOT_COVERED[language], language=language,
-                                        mode="not-covered", passages=hits, retrieval_s=retrieval_s,
-                                        wall_s=time.perf_counter() - started, meta={"confidence": confidence})  # fmt: skip
+                hits, retrieval_s = found.hits, found.seconds
+                if found.confidence < self.cfg.min_confidence:
+                    answers[i] = self._not_covered(item.text, language, found, started)
                     continue
             context = (
                 build_context(hits, self.cfg.context_tokens, self.count_tokens) if hits else None
@@ -280,9 +287,10 @@ class Assistant:
         if self.retriever is None or self._extracts(question) or split_choices(question)[1]:
             yield self.ask(question, k=k, chapters=chapters)
             return
+        started = time.perf_counter()
         found = self.retriever.retrieve(question, k=k, chapters=chapters, language=language)
         if found.confidence < self.cfg.min_confidence:
-            yield self.ask(question, k=k, chapters=chapters)
+            yield self._not_covered(question, language, found, started)
             return
         context = build_context(found.hits, self.cfg.context_tokens, self.count_tokens)
         prompt = self._prompt(question, context)

@@ -27,7 +27,6 @@ inputs and outputs).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -43,10 +42,17 @@ from tqdm import tqdm
 
 from pmpprag.config import option, to_dict
 from pmpprag.qagen.filters import check_pair
-from pmpprag.qagen.stage import stats_chart
+from pmpprag.qagen.stage import dataset_info, is_val, read_pairs, stats_chart
 from pmpprag.rag.pipeline import Assistant, RagConfig
 from pmpprag.rag.prompts import NOT_COVERED
-from pmpprag.schema import Chunk, Hit, QAPair, atomic_write, read_jsonl, write_stage_manifest
+from pmpprag.schema import (
+    Chunk,
+    Hit,
+    QAPair,
+    atomic_write,
+    file_sha256,
+    write_stage_manifest,
+)
 from pmpprag.testsets import HeldOut, read_testset
 from pmpprag.text import char_ngrams
 
@@ -129,22 +135,6 @@ def loop_answer(answer: str) -> str:
     clause = re.split(r"[，,；;。]|\.(?!\d)", answer.strip(), maxsplit=1)[0].strip() or answer[:40]
     sep = "，" if re.search(r"[\u4e00-\u9fff]", clause) else ", "
     return sep.join([clause] * 6)
-
-
-def _read_pairs(folders: list[Path]) -> list[QAPair]:
-    pairs: list[QAPair] = []
-    for folder in folders:
-        files = sorted(Path(folder).glob("*.jsonl"))
-        if not files:
-            raise FileNotFoundError(f"--pairs {folder}: no *.jsonl pair files there")
-        for path in files:
-            for pair in read_jsonl(path, QAPair):
-                pairs.append(pair.model_copy(update={"source": f"{path}#{pair.id}"}))
-    return pairs
-
-
-def _is_val(key: str, fraction: float) -> bool:
-    return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
 
 
 def _section(pair: QAPair) -> str | None:
@@ -239,50 +229,32 @@ class _Builder:
             return cite(pair.rejected, n), "plausible-wrong"
         return loop_answer(pair.answer), "looping"
 
+    def _prompt(self, pair: QAPair, hits: list[Hit]) -> tuple[str, str, list[str]]:
+        """System text, user text and the given passages' ids, as the assistant sends them."""
+        messages, given = self.assistant.prompt(pair.question, hits)
+        return messages[0]["content"], messages[1]["content"], [h.chunk.chunk_id for h in given]
+
     def examples(self, pair: QAPair, no_gold: bool, turn: int) -> list[_Example]:
         hits = self._hits(pair)
         out = []
         gold = self._gold_hits(pair, hits)
         if gold is not None:
             top, at = gold
-            messages, given = self.assistant.prompt(pair.question, top)
-            ids = [h.chunk.chunk_id for h in given]
             chunk_id = top[at].chunk.chunk_id
+            system, user, ids = self._prompt(pair, top)
             if chunk_id not in ids:  # trimmed by the context budget: lead with it instead
                 top = [top[at]] + [h for i, h in enumerate(top) if i != at]
-                messages, given = self.assistant.prompt(pair.question, top)
-                ids = [h.chunk.chunk_id for h in given]
+                system, user, ids = self._prompt(pair, top)
             n = ids.index(chunk_id) + 1
             rejected, kind = self._rejected(pair, n, turn)
-            out.append(
-                _Example(
-                    pair,
-                    True,
-                    messages[0]["content"],
-                    messages[1]["content"],
-                    cite(pair.answer, n),
-                    rejected,
-                    kind,
-                    ids,
-                )
-            )
-        if no_gold:
-            distractors = self._no_gold_hits(pair, hits)
-            if distractors:
-                messages, given = self.assistant.prompt(pair.question, distractors)
-                ids = [h.chunk.chunk_id for h in given]
-                out.append(
-                    _Example(
-                        pair,
-                        False,
-                        messages[0]["content"],
-                        messages[1]["content"],
-                        NOT_COVERED[pair.lang],
-                        cite(pair.answer, 1),
-                        "unsupported",
-                        ids,
-                    )
-                )
+            answer = cite(pair.answer, n)
+            out.append(_Example(pair, True, system, user, answer, rejected, kind, ids))
+        distractors = self._no_gold_hits(pair, hits) if no_gold else []
+        if distractors:
+            system, user, ids = self._prompt(pair, distractors)
+            unsupported = cite(pair.answer, 1)
+            out.append(_Example(pair, False, system, user, NOT_COVERED[pair.lang], unsupported,
+                                "unsupported", ids))  # fmt: skip
         return out
 
 
@@ -294,21 +266,10 @@ def _checked(pairs: list[QAPair], held_out: HeldOut) -> tuple[list[QAPair], Coun
         )
         if reason:
             rejected[reason] += 1
-            logger.warning("%s rejected: %s", pair.source, reason)
+            logger.warning("%s (%s) rejected: %s", pair.id, pair.source, reason)
         else:
             kept.append(pair)
     return kept, rejected
-
-
-def _dataset_info(name: str) -> dict[str, Any]:
-    alpaca = {"prompt": "instruction", "query": "input", "response": "output", "system": "system"}
-    ranking = {"prompt": "instruction", "query": "input", "chosen": "chosen",
-               "rejected": "rejected", "system": "system"}  # fmt: skip
-    return {
-        name: {"file_name": f"{name}_train.json", "columns": alpaca},
-        f"{name}_val": {"file_name": f"{name}_val.json", "columns": alpaca},
-        f"{name}_dpo": {"file_name": f"{name}_dpo.json", "ranking": True, "columns": ranking},
-    }
 
 
 def _stats(examples: list[_Example], rejected: Counter[str]) -> dict[str, Any]:
@@ -330,15 +291,13 @@ def _stats(examples: list[_Example], rejected: Counter[str]) -> dict[str, Any]:
     }
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def run(cfg: RaftConfig) -> RaftResult:
     """Build, check, split and export the grounded SFT and DPO sets."""
     started = time.perf_counter()
     items = [item for path in cfg.held_out for item in read_testset(path)]
-    pairs, rejected = _checked(_read_pairs(cfg.pairs), HeldOut.of(items))
+    pairs, rejected = _checked(
+        [p for f in cfg.pairs for p in read_pairs(f, "--pairs")], HeldOut.of(items)
+    )
     assistant = Assistant.load(RagConfig(index=cfg.index, mode="abstractive"))
     builder = _Builder(cfg, assistant, pairs)
     # no-gold examples are extra: one per (1 - share) / share gold examples
@@ -358,8 +317,8 @@ def run(cfg: RaftConfig) -> RaftResult:
     for e in examples:
         row = {"system": e.system, "instruction": e.user, "input": "", "output": e.answer,
                "id": e.pair.id, "lang": e.pair.lang, "gold": e.gold, "passages": e.passages}  # fmt: skip
-        (val if _is_val(e.pair.id, cfg.val_fraction) else train).append(row)
-        if not _is_val(e.pair.id, cfg.val_fraction):
+        (val if is_val(e.pair.id, cfg.val_fraction) else train).append(row)
+        if not is_val(e.pair.id, cfg.val_fraction):
             dpo.append({"system": e.system, "instruction": e.user, "input": "",
                         "chosen": e.answer, "rejected": e.rejected, "id": e.pair.id,
                         "rejection": e.rejection})  # fmt: skip
@@ -367,7 +326,7 @@ def run(cfg: RaftConfig) -> RaftResult:
         f"{cfg.name}_train.json": train,
         f"{cfg.name}_val.json": val,
         f"{cfg.name}_dpo.json": dpo,
-        "dataset_info.json": _dataset_info(cfg.name),
+        "dataset_info.json": dataset_info(cfg.name, system=True),
         "stats.json": stats,
     }
     for name, data in files.items():
@@ -380,7 +339,7 @@ def run(cfg: RaftConfig) -> RaftResult:
                 side, "passages")  # fmt: skip
     write_stage_manifest(
         out, list(files), f"pmpprag raft --config {out / 'config.yaml'}",
-        inputs={str(p): _sha256(p) for f in cfg.pairs for p in sorted(Path(f).glob("*.jsonl"))},
+        inputs={str(p): file_sha256(p) for f in cfg.pairs for p in sorted(Path(f).glob("*.jsonl"))},
         index=json.loads((Path(cfg.index) / "manifest.json").read_text())["corpus_sha256"],
         seconds=round(time.perf_counter() - started, 1),
     )  # fmt: skip
