@@ -135,18 +135,13 @@ def random_model(config: Any, dtype: Any, sharp: bool = False) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from pmpprag.fast.model import sharpen_random_weights
+
     torch.manual_seed(0)
     with torch.device(DEVICE):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
     if sharp:
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if p.ndim == 2:
-                    p.normal_(0.0, 1.5 / p.shape[1] ** 0.5)
-                elif name.endswith("bias"):
-                    p.normal_(0.0, 0.1)
-                else:
-                    p.uniform_(-0.5, 0.5).add_(0.0 if config.model_type == "gemma3_text" else 1.0)
+        sharpen_random_weights(model)
     return model
 
 

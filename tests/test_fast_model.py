@@ -21,6 +21,7 @@ if "TRITON_INTERPRET" not in os.environ:  # read when Triton is first imported: 
     os.environ["TRITON_INTERPRET"] = "0" if torch.cuda.is_available() else "1"
 
 from pmpprag.fast import FastEngine, kernels
+from pmpprag.fast.model import sharpen_random_weights
 
 FAMILIES = ["llama", "qwen2", "qwen3", "gemma3_text"]
 PROMPT_LENGTHS = [5, 11, 3, 8, 14]
@@ -53,15 +54,8 @@ def tiny_model(family: str, seed: int = 0) -> Any:
     config._attn_implementation = "eager"
     torch.manual_seed(seed)
     model = cls(config).float().eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.ndim == 2:
-                p.normal_(0.0, 1.5 / p.shape[1] ** 0.5)
-            elif name.endswith("bias"):
-                p.normal_(0.0, 0.1)
-            else:  # norm weights: Gemma multiplies by 1 + w, the others by w
-                p.uniform_(-0.5, 0.5).add_(0.0 if family == "gemma3_text" else 1.0)
-            assert torch.isfinite(p).all(), name
+    sharpen_random_weights(model)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
     return model
 
 

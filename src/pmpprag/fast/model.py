@@ -387,3 +387,19 @@ class FastDecoder:
         for layer in self.layers:
             tensors += [t for t in vars(layer).values() if isinstance(t, torch.Tensor)]
         return sum(int(t.numel() * t.element_size()) for t in tensors)
+
+
+def sharpen_random_weights(model: Any) -> None:
+    """Give a randomly initialised transformers model weights whose greedy choices are not
+    near-ties, so greedy equality with transformers is a meaningful check (benchmark and tests):
+    matrices ~ N(0, 1.5^2 / fan_in), biases ~ N(0, 0.01), norm weights near their identity (Gemma
+    multiplies by 1 + w, the others by w)."""
+    gemma = model.config.model_type == "gemma3_text"
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 2:
+                p.normal_(0.0, 1.5 / p.shape[1] ** 0.5)
+            elif name.endswith("bias"):
+                p.normal_(0.0, 0.1)
+            else:
+                p.uniform_(-0.5, 0.5).add_(0.0 if gemma else 1.0)
