@@ -1,4 +1,5 @@
 """A decoder for the `fast` back-end, built from a transformers config and state dict.
+(It stays one module: its weights, KV cache, prefill and decode step share one memory layout.)
 
 Covers the four families the project serves: ``llama`` (SmolLM2), ``qwen2``, ``qwen3`` (QK-norm)
 and ``gemma3_text`` (sandwich norms with ``1 + w``, scaled embedding, GELU-tanh, sliding-window
