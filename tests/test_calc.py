@@ -204,3 +204,88 @@ def test_multi_part_questions_get_each_part_worked_once() -> None:
         "How many blocks fit, and what is the occupancy?"
     )
     assert len(occupancy) == 2 and worked_text(occupancy).count("min(") == 1
+
+
+# Chinese wording as course questions phrase it (线程块, 每块, 元素 N, 块槽, 接口宽 N 位), and
+# the solvers added for block shapes, IEEE 754 encodings and convolution tiles. Written for
+# these tests; none is a sample or dev question.
+ZH_CASES = [
+    (
+        "长度 n = 5000 的数组，每个线程块 256 个线程。需要启动多少个线程块？",
+        [(20.0,)],
+    ),
+    (
+        "对 n = 3000 个元素做向量加法，每块 512 个线程。有多少个线程空闲，位于哪个块？"
+        "元素 2100 由哪个线程计算？",
+        [(72.0,), (5.0,), (4.0, 52.0)],
+    ),
+    (
+        "一幅宽 50 像素、高 40 像素的图像用 16 × 16 的线程块处理，求网格的线程总数和空闲线程数。",
+        [(1072.0,), (3072.0,), (4.0, 3.0)],
+    ),
+    (
+        "blockDim 为 (16, 4) 的线程块中，线程 (x = 5, y = 2) 属于哪个线程束、是第几个 lane？",
+        [(1.0, 5.0)],
+    ),
+    (
+        "某 SM 有 1536 个线程槽、16 个块槽、65,536 个寄存器。kernel 每块 256 个线程、每线程 "
+        "40 个寄存器，求驻留块数和 occupancy。",
+        [(6.0,), (100.0,)],
+    ),
+    ("某显卡的内存接口宽 384 位，每根引脚 20 Gb/s，峰值带宽是多少？", [(960.0,)]),
+    (
+        "某程序 75% 的时间可并行，并行部分被加速 10 倍。整体加速比是多少？加速比的上限是多少？",
+        [(1 / (0.25 + 0.075),), (4.0,)],
+    ),
+    (
+        "下列线程块是否合法：dim3(16, 16, 4)、dim3(4, 4, 80)？",
+        [(1.0,), (0.0,)],
+    ),
+    ("写出 6.5 的 IEEE 754 单精度编码。", [(0.0, 129.0, 0x500000)]),
+    ("Give the IEEE 754 single-precision bits of -0.375.", [(1.0, 125.0, 0x400000)]),
+    (
+        "分块卷积中 IN_TILE_DIM = 32，滤波器半径 r = 2，求 OUT_TILE_DIM 和计算阶段闲置线程的比例。",
+        [(28.0,), (100 * (1 - 28**2 / 32**2),)],
+    ),
+    (
+        "对 N = 1024 个元素做扫描，比较顺序算法、Kogge-Stone 与 Brent-Kung 的加法次数。",
+        [(1023.0,), (1024 * 10 - 1023.0,), (2 * 1024 - 2 - 10.0,)],
+    ),
+    (
+        "n = 2 × 10^6 个元素，每个线程块 1024 个线程，需要多少个线程块？",
+        [(1954.0,)],
+    ),
+]
+
+
+@pytest.mark.parametrize(("question", "expected"), ZH_CASES, ids=[c[0][:24] for c in ZH_CASES])
+def test_chinese_wording_and_new_solvers(question: str, expected: list[tuple[float, ...]]) -> None:
+    results = solve(question)
+    assert [r.values for r in results[: len(expected)]] == [
+        pytest.approx(e, rel=1e-3) for e in expected
+    ], [r.work for r in results]
+
+
+def test_worked_text_in_chinese_keeps_formulas_and_translates_words() -> None:
+    results = solve("对 n = 3000 个元素做向量加法，每块 512 个线程。有多少个线程空闲，位于哪个块？")
+    zh = worked_text(results, language="zh")
+    assert "ceil(3000 / 512) x 512 - 3000 = 72" in zh and "最后一个 block" in zh
+    assert "blockIdx.x = 5" in zh and "all in the last block" not in zh
+    legal = worked_text(solve("dim3(64, 32, 1) 是合法的线程块吗？"), language="zh")
+    assert legal == "dim3(64, 32, 1) = 2048 个线程, 不合法: 2048 > 1024 个线程"
+    assert "illegal" in worked_text(solve("Is dim3(64, 32, 1) a legal block?"))
+
+
+def test_sparse_storage_counts_words_per_format() -> None:
+    results = solve(
+        "稀疏矩阵有 2,000 行各有 3 个非零元，另有 4 行各有 50 个非零元。分别计算 COO、CSR、ELL "
+        "以及宽度取 3 的混合 ELL-COO 格式存储多少个字？"
+    )
+    nnz, rows = 2000 * 3 + 4 * 50, 2004
+    assert [r.values[0] for r in results] == [
+        3 * nnz,
+        2 * nnz + rows + 1,
+        2 * rows * 50,
+        2 * rows * 3 + 3 * 4 * 47,
+    ]
+    assert "ELL: 2 x 2004 x 50 = 200400 words" in worked_text(results)

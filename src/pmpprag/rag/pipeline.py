@@ -332,7 +332,9 @@ class Assistant:
         user = f"Passages:\n{context.text}\n\nQuestion: {question}"
         worked = solve(question) if self.cfg.calculator else []
         if worked:  # a tool result the model may use; it cannot do the arithmetic itself
-            user += "\n\n" + CALCULATOR_HINT[language].format(work=worked_text(worked))
+            user += "\n\n" + CALCULATOR_HINT[language].format(
+                work=worked_text(worked, language=language)
+            )
         return [
             {"role": "system", "content": self._system(language)},
             {"role": "user", "content": user},
@@ -355,7 +357,13 @@ class Assistant:
                                      self.cfg.max_sentences.get(language, 3), question=question,
                                      lexical_weight=LEXICAL_WEIGHT[language])  # fmt: skip
         gap = "" if language == "zh" else " "  # Chinese sentences run on without spaces
-        parts = [f"{s.text}{gap}[{s.passage}]" for s in sentences]
+        # a run of sentences from one passage is cited once, after its last sentence
+        parts = [
+            s.text
+            if nxt is not None and nxt.passage == s.passage
+            else f"{s.text}{gap}[{s.passage}]"
+            for s, nxt in zip(sentences, [*sentences[1:], None], strict=True)
+        ]
         cited = [s.passage for s in sentences]
         code = None
         if asks_for_code(question):
@@ -370,7 +378,11 @@ class Assistant:
             parts.append(KEY_CODE[language].format(code=code[0]) + f"{gap}[{code[1]}]")
             cited.append(code[1])
         worked = solve(question) if self.cfg.calculator else []
-        lead = WORKED_LEAD[language].format(work=worked_text(worked)) if worked else ""
+        lead = (
+            WORKED_LEAD[language].format(work=worked_text(worked, language=language))
+            if worked
+            else ""
+        )
         wall = time.perf_counter() - started
         return Answer(question=question, text=lead + gap.join(parts), language=language,  # type: ignore[arg-type]
                       mode="extractive+calculate" if worked else "extractive", citations=self._citations(hits, cited),

@@ -18,14 +18,39 @@ FREE_NUM = re.compile(r"(?<![\w.])" + NUM + r"(?:\s*\^\s*(\d+))?(?=x\b|[^\w]|$)"
 Lowered = NewType("Lowered", str)
 
 
+# Chinese wording rewritten into the English words the solvers' patterns read, so that one
+# pattern serves both languages ("每个线程块 128 个线程" -> "每个 block 128 个线程", which
+# BLOCK_SIZE reads). Applied in this order, after lower-casing.
+_ZH_FORMS: tuple[tuple[str, str], ...] = (
+    (r"线程块", " block "),
+    (r"块槽", " block 槽"),
+    (r"每块|每一个\s*block|每个块", "每个 block "),
+    (r"每线程|每一个线程", "每个线程"),
+    (r"线程束", " warp "),
+    (r"线程网格|网格", " grid "),
+    (r"共享内存", " shared memory "),
+    (r"(?:第\s*)?元素\s*(\d+)|(\d+)\s*号元素", r" element \1\2 "),
+    (r"(?:由|是)?哪(?:一)?个\s*(?:线程|block|块)", " which block "),
+    (r"[−–]", "-"),  # a typeset minus sign
+)
+
+
 def lowered(question: str) -> Lowered:
-    """Lower case, runs of white space as one space, no backticks, and small powers written
-    out ("N = 2^20" -> "n = 1048576"): the one form every solver's patterns are written for."""
+    """Lower case, runs of white space as one space, no backticks, small powers written out
+    ("N = 2^20" -> "n = 1048576", "5 x 10^8" -> "500000000") and Chinese wording in the
+    solvers' English (:data:`_ZH_FORMS`): the one form every solver's patterns are written for."""
     q = re.sub(r"\s+", " ", question.replace("`", "")).lower()
+    q = re.sub(
+        r"(?<![\w.,])(\d+(?:\.\d+)?)\s*[x×*]\s*10\s*\^\s*(\d{1,2})\b",
+        lambda m: f"{float(m.group(1)) * 10 ** int(m.group(2)):.15g}",
+        q,
+    )
     q = re.sub(
         r"\b(\d{1,2})\s*\^\s*(\d{1,2})\b", lambda m: str(int(m.group(1)) ** int(m.group(2))), q
     )
-    return Lowered(q)
+    for pattern, replacement in _ZH_FORMS:
+        q = re.sub(pattern, replacement, q)
+    return Lowered(re.sub(r" {2,}", " ", q))
 
 
 @dataclass(frozen=True)
@@ -55,7 +80,9 @@ def asking_part(q: str) -> str:
 
 
 # What a question asks for (its question sentences, see asking_part), shared by several solvers.
-ASK_BLOCKS = r"how many blocks|number of blocks|grid size|blocks are launched|多少个\s*block"
+ASK_BLOCKS = (
+    r"how many blocks|number of blocks|grid size|blocks are launched|多少个\s*block|block\s*数|块数"
+)
 
 
 ASK_IDLE = r"idle|fail|no (?:useful )?work|do nothing|inactive|wasted|空闲|不满足"

@@ -106,7 +106,7 @@ def roofline(q: Lowered) -> list[Result]:
     bw_m, peak_m = re.search(_BW, q, re.IGNORECASE), re.search(_PEAK, q, re.IGNORECASE)
     if not bw_m or (
         re.search(r"intensity|强度", asks)
-        and not re.search(r"attain|throughput|bound|perf|上界", asks)
+        and not re.search(r"attain|throughput|bound|perf|上界|上限|达到|gflop", asks)
     ):
         wanted = re.search(r"intensity|强度|flop/b", asks)
         return [Result((ai,), why)] if wanted and given is None else []
@@ -125,7 +125,11 @@ def roofline(q: Lowered) -> list[Result]:
 
 def bandwidth(q: Lowered) -> list[Result]:
     """Peak DRAM bandwidth = bus width (bits) x per-pin data rate / 8."""
-    bits = find_number(r"(\d+)-bit\s*(?:memory\s*)?(?:interface|bus)", q)
+    bits = find_number(
+        r"(\d+)-bit\s*(?:memory\s*)?(?:interface|bus)|(?:接口|总线)(?:位?宽|宽度)?(?:为|是)?\s*(\d+)\s*(?:位|bit)"
+        r"|(\d+)\s*(?:位|bit)\s*(?:宽)?的?\s*(?:内存|显存)?(?:接口|总线)",
+        q,
+    )
     rate = re.search(r"(\d+(?:\.\d+)?)\s*(gb/s|gbps|gt/s|mt/s)", q)
     if not bits or not rate:
         return []

@@ -26,15 +26,21 @@ def amdahl(q: Lowered) -> list[Result]:
     limit = Result((1 / (1 - p),), f"1 / (1 - {p:g}) = {1 / (1 - p):.3g}")
     factors = [number(x) for x in re.findall(FACTOR, q)]
     factors = [s for s in factors if s > 1]
-    if re.search(
-        r"infinit|unlimited|arbitrar|upper bound|maximum|largest|at most|上限|无限", asking_part(q)
-    ):
-        return [limit]
+    asks_limit = re.search(
+        r"infinit|unlimited|arbitrar|upper bound|maximum|largest|at most|上限|无限|最大",
+        asking_part(q),
+    )
     if not factors:
-        return [limit] if re.search(r"limit|bound|max", q) else []
+        return [limit] if asks_limit or re.search(r"limit|bound|max", q) else []
     s = factors[0]
     value = 1 / ((1 - p) + p / s)
-    return [Result((value,), f"1 / ((1 - {p:g}) + {p:g} / {s:g}) = {value:.3g}")]
+    speedup = Result((value,), f"1 / ((1 - {p:g}) + {p:g} / {s:g}) = {value:.3g}")
+    if not asks_limit:
+        return [speedup]
+    # "... sped up 50x: what is the speedup, and its limit?" asks both; the limit leads when
+    # it is the question's only ask (an option list then holds the limit)
+    both = re.search(r"(?:speedup|加速比)\S{0,8}(?:是|为)?多少|what is the (?:overall )?speedup", q)
+    return [speedup, limit] if both else [limit]
 
 
 def amdahl_times(q: Lowered) -> list[Result]:

@@ -42,6 +42,8 @@ def blocks_1d(q: Lowered) -> list[Result]:
         out.append(
             Result((launched - n,), f"ceil({n:g} / {b:g}) x {b:g} - {n:g} = {launched - n:g}")
         )
+        if launched > n and re.search(r"which block|位于", asks):
+            out.append(Result((blocks - 1,), f"all in the last block, blockIdx.x = {blocks - 1}"))
     if re.search(r"last block|最后一个\s*block", asks) and re.search(
         r"work|active|useful|valid|有效|工作", asks
     ):
@@ -98,8 +100,9 @@ def grid_2d(q: Lowered) -> list[Result]:
         )
     elif re.search(ASK_BLOCKS, asks):
         out.insert(0, Result((gx * gy,), f"{gx} x {gy} = {gx * gy}"))
-    elif re.search(r"how many threads|total threads", asks):
-        out.insert(0, Result((threads,), f"{gx * gy} blocks x {bx * by:g} = {threads:g}"))
+    if re.search(r"how many threads|total threads|线程总数|总线程数|总共\S{0,4}线程", asks):
+        total = Result((threads,), f"{gx * gy} blocks x {bx * by:g} = {threads:g} threads")
+        out.insert(1 if len(out) > 1 else 0, total)
     return out
 
 
@@ -111,7 +114,9 @@ def warp_lane(q: Lowered) -> list[Result]:
     x = find_number(r"threadidx\.x\s*=\s*(\d+)|(?<![\w.])x\s*=\s*(\d+)", q)
     y = find_number(r"threadidx\.y\s*=\s*(\d+)|(?<![\w.])y\s*=\s*(\d+)", q)
     z = find_number(r"threadidx\.z\s*=\s*(\d+)|(?<![\w.])z\s*=\s*(\d+)", q) or 0.0
-    dims = re.search(r"(\d+)\s*[x×]\s*(\d+)(?:\s*[x×]\s*(\d+))?", q)
+    dims = re.search(r"(\d+)\s*[x×]\s*(\d+)(?:\s*[x×]\s*(\d+))?", q) or re.search(
+        r"blockdim\D{0,6}\(\s*(\d+)\s*,\s*(\d+)(?:\s*,\s*(\d+))?\s*\)", q
+    )
     bx = find_number(r"blockdim\.x\s*=\s*(\d+)", q) or (float(dims.group(1)) if dims else None)
     by = find_number(r"blockdim\.y\s*=\s*(\d+)", q) or (float(dims.group(2)) if dims else None)
     if x is None or y is None or not bx or not by:
@@ -245,3 +250,30 @@ def child_launches(q: Lowered) -> list[Result]:
             f"every thread launches: {blocks:g} x {threads:g} = {blocks * threads:g}",
         )
     ]
+
+
+def block_shape(q: Lowered) -> list[Result]:
+    """Is dim3(x, y, z) a legal block: x, y <= 1024, z <= 64, x * y * z <= 1024 threads."""
+    if not re.search(r"legal|valid|allowed|合法|有效|允许", q):
+        return []
+    shapes = re.findall(r"dim3\s*\w*\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?(?:,\s*(\d+)\s*)?\)", q)
+    if not shapes:
+        return []
+    out = []
+    for shape in shapes:
+        x, y, z = (float(d) if d else 1.0 for d in shape)
+        threads = x * y * z
+        broken = [
+            why
+            for why, bad in (
+                (f"{threads:g} > 1024 threads", threads > 1024),
+                (f"z = {z:g} > 64", z > 64),
+                (f"x = {x:g} > 1024", x > 1024),
+                (f"y = {y:g} > 1024", y > 1024),
+            )
+            if bad
+        ]
+        dims = ", ".join(d for d in shape if d)
+        verdict = "illegal: " + ", ".join(broken) if broken else "legal"
+        out.append(Result((float(not broken),), f"dim3({dims}) = {threads:g} threads, {verdict}"))
+    return out
