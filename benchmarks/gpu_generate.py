@@ -89,7 +89,7 @@ WORKLOADS = {
     "course": (358, (50, 70), 256),  # the course batch: 358 questions of ~60 tokens
     "b256x128": (256, (128, 128), 256),
 }
-ENGINES = ["hf-eager", "hf-static", "vllm", "fast"]
+ENGINES = ["hf-eager", "hf-static", "vllm", "fast", "fast-unfused"]
 # "cuda"; "cpu" only for --cpu-smoke, a dry run of this script's plumbing on tiny layer counts
 DEVICE = "cuda"
 LAYERS = 0  # 0: as published
@@ -350,6 +350,23 @@ def kernel_rows(decoder: Any, batch: int, context: int, bandwidth: float) -> lis
             lambda: kernels.decode_attention(q, kc, vc, slots, lengths, spec.attn_scale),
             (2 * batch * heads * hd + 2 * batch * kvh * context * hd) * esize),
     }  # fmt: skip
+    if batch <= kernels.SMALL_ROWS:  # the fused small-batch linears, against the ops they replace
+        layer = decoder.layers[0]
+        inter_out = torch.randn(batch, inter, device=dev, dtype=dt)
+        w_bytes = {n: t.numel() * esize for n, t in (("qkv", layer.qkv), ("gate_up", layer.gate_up),
+                                                      ("down", layer.down))}  # fmt: skip
+        ops["norm_linear qkv"] = (
+            lambda: kernels.norm_linear(x, layer.qkv, layer.qkv_bias, w, res, spec.eps, spec.gemma),
+            w_bytes["qkv"] + 3 * batch * hidden * esize,
+        )
+        ops["norm_linear gate_up+act"] = (
+            lambda: kernels.norm_linear(
+                x, layer.gate_up, None, w, res, spec.eps, spec.gemma, None, spec.activation
+            ),
+            w_bytes["gate_up"] + (3 * batch * hidden + batch * inter) * esize,
+        )
+        ops["norm_linear down"] = (lambda: kernels.norm_linear(inter_out, layer.down),
+                                   w_bytes["down"] + batch * (inter + hidden) * esize)  # fmt: skip
     errors = kernel_errors(decoder, batch, context)
     rows = []
     for name, (fn, nbytes) in ops.items():
@@ -531,6 +548,21 @@ def bench_model(name: str, args: argparse.Namespace, report: dict[str, Any]) -> 
         rows[(engine, workload)] = row
         print(json.dumps({k: v for k, v in row.items() if k != "trace"}), flush=True)
 
+    if "fast-unfused" in args.engines and "batch1" in workloads:
+        # the batch-1 decode step without norm_linear (9 kernels a layer instead of 6)
+        from pmpprag.fast import kernels
+
+        small, kernels.SMALL_ROWS = kernels.SMALL_ROWS, 0
+        try:
+            engine = FastEngine.from_model(model, max_slots=1, max_len=64 + new["batch1"])
+            prompts = make_prompts("batch1", config.vocab_size)
+            record("fast-unfused", "batch1", lambda: run_fast(engine, prompts, new["batch1"]),
+                   new["batch1"])  # fmt: skip
+            del engine
+        finally:
+            kernels.SMALL_ROWS = small
+        gc.collect()
+        empty_cache()
     if "fast" in args.engines:
         try:
             max_batch = max(WORKLOADS[w][0] for w in workloads)

@@ -129,7 +129,50 @@ def run_decode_attention(device: str, dtype: torch.dtype) -> None:
         torch.testing.assert_close(out.double().cpu(), expected, **tol(dtype))
 
 
-KERNELS = [run_add_rms_norm, run_act_and_mul, run_rope_and_cache_write, run_decode_attention]
+def run_norm_linear(device: str, dtype: torch.dtype) -> None:
+    gen = torch.Generator().manual_seed(4)
+    # (rows, K, N): K over several BLOCK_K chunks and ragged, N not a multiple of BLOCK_N
+    for rows, k, n in [(1, 64, 24), (2, 576, 70), (3, 640, 9), (4, 700, 33)]:
+        for norm, residual, gemma, pre, bias, activation in [
+            (False, False, False, False, False, None),
+            (False, False, False, False, True, None),
+            (True, True, False, False, True, None),
+            (True, False, False, False, False, None),
+            (True, True, True, True, False, "gelu_tanh"),
+            (True, True, False, False, False, "silu"),
+            (True, False, True, False, False, None),
+        ]:
+            x, res = torch.randn(rows, k, generator=gen), torch.randn(rows, k, generator=gen)
+            w_norm, w_pre = torch.randn(k, generator=gen), torch.randn(k, generator=gen)
+            weight = torch.randn(n * (2 if activation else 1), k, generator=gen) / k**0.5
+            b = torch.randn(n, generator=gen)
+            args = (norm and w_norm, residual and res, gemma, pre and w_pre, bias and b)
+            expected, expected_res = kernels.norm_linear_torch(
+                x.double(), weight.double(), args[4].double() if bias else None,
+                w_norm.double() if norm else None, res.double() if residual else None, 1e-6,
+                gemma, w_pre.double() if pre else None, activation,  # type: ignore[arg-type]
+            )  # fmt: skip
+            on = [t.to(device, dtype) for t in (x, weight, b, w_norm, res, w_pre)]
+            out, new_res = kernels.norm_linear(
+                on[0], on[1], on[2] if bias else None, on[3] if norm else None,
+                on[4] if residual else None, 1e-6, gemma, on[5] if pre else None,
+                activation,  # type: ignore[arg-type]
+            )  # fmt: skip
+            torch.testing.assert_close(out.double().cpu(), expected, **tol(dtype))
+            if norm:
+                assert new_res is not None and expected_res is not None
+                torch.testing.assert_close(new_res.double().cpu(), expected_res, **tol(dtype))
+                if residual:
+                    torch.testing.assert_close(on[4].cpu(), res.to(dtype))  # input left as it was
+
+
+KERNELS = [
+    run_add_rms_norm,
+    run_act_and_mul,
+    run_rope_and_cache_write,
+    run_decode_attention,
+    run_norm_linear,
+]
 
 
 @pytest.mark.parametrize("check", KERNELS, ids=lambda f: f.__name__.removeprefix("run_"))

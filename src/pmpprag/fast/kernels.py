@@ -276,6 +276,13 @@ def _act_and_mul_kernel(
     dtype = out_ptr.dtype.element_ty
     g = tl.load(gu_ptr + row * stride_gu + cols, mask=mask, other=0.0).to(tl.float32)
     u = tl.load(gu_ptr + row * stride_gu + n_cols + cols, mask=mask, other=0.0).to(tl.float32)
+    y = _activate(g, GELU, LIBDEVICE).to(dtype).to(tl.float32) * u
+    tl.store(out_ptr + row * stride_out + cols, y.to(dtype), mask=mask)
+
+
+@no_type_check
+def _activate(g, GELU: tl.constexpr, LIBDEVICE: tl.constexpr):
+    """act(g) in float32 (a jitted helper of the kernels that apply an activation)."""
     if GELU:  # gelu_pytorch_tanh: 0.5 g (1 + tanh(sqrt(2 / pi) (g + 0.044715 g^3)))
         z = 0.7978845608028654 * (g + 0.044715 * (g * g * g))
         if LIBDEVICE:
@@ -290,8 +297,7 @@ def _act_and_mul_kernel(
             a = g / (1.0 + libdevice.exp(-g))
         else:
             a = g / (1.0 + tl.exp(-g))
-    y = a.to(dtype).to(tl.float32) * u
-    tl.store(out_ptr + row * stride_out + cols, y.to(dtype), mask=mask)
+    return a
 
 
 def act_and_mul(gate_up: torch.Tensor, activation: Activation) -> torch.Tensor:
@@ -320,6 +326,204 @@ def _act_and_mul_triton(gate_up, activation) -> torch.Tensor:
         GELU=activation == "gelu_tanh", BLOCK=block, LIBDEVICE=_libdevice(gate_up),
     )  # fmt: skip
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# small-batch linear: add + RMSNorm prologue, activation epilogue
+# ---------------------------------------------------------------------------------------------
+
+# Rows up to this use :func:`norm_linear`'s GEMV kernel in the decode step; larger batches use
+# add_rms_norm + cuBLAS + act_and_mul, whose tensor-core GEMMs win once the weights are reused.
+SMALL_ROWS = 4
+
+
+def norm_linear_torch(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    norm: torch.Tensor | None = None,
+    residual: torch.Tensor | None = None,
+    eps: float = 1e-6,
+    gemma: bool = False,
+    pre_weight: torch.Tensor | None = None,
+    activation: Activation | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Reference for :func:`norm_linear`: the three ops it fuses, one after the other."""
+    new_residual = residual
+    if norm is not None:
+        x, new_residual = add_rms_norm_torch(x, residual, norm, eps, gemma, pre_weight)
+    y = F.linear(x, weight, bias)
+    return (act_and_mul_torch(y, activation) if activation else y), new_residual
+
+
+@no_type_check
+def _summed(x_row, res_row, pre_w_ptr, kk, m, pre_r, HAS_RES: tl.constexpr, HAS_PRE: tl.constexpr):
+    """s = residual + norm_pre(x) for the columns kk, rounded as add_rms_norm rounds."""
+    dtype = x_row.dtype.element_ty
+    v = tl.load(x_row + kk, mask=m, other=0.0).to(tl.float32)
+    if HAS_PRE:
+        pre_w = tl.load(pre_w_ptr + kk, mask=m, other=0.0).to(tl.float32)
+        v = (v * pre_r * (1.0 + pre_w)).to(dtype).to(tl.float32)
+    if HAS_RES:
+        v = (v + tl.load(res_row + kk, mask=m, other=0.0).to(tl.float32)).to(dtype).to(tl.float32)
+    return v
+
+
+@no_type_check
+def _norm_linear_kernel(
+    x_ptr,
+    res_ptr,
+    pre_w_ptr,
+    norm_w_ptr,
+    w_ptr,
+    b_ptr,
+    out_ptr,
+    res_out_ptr,
+    K,
+    N_OUT,
+    up_offset,
+    stride_x,
+    stride_res,
+    stride_w,
+    stride_out,
+    stride_res_out,
+    eps,
+    NORM: tl.constexpr,
+    HAS_RES: tl.constexpr,
+    HAS_PRE: tl.constexpr,
+    GEMMA: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    ACT: tl.constexpr,
+    GELU: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    LIBDEVICE: tl.constexpr,
+):
+    # one program: BLOCK_N outputs of one row. With NORM, every program recomputes the row's
+    # norm (a few KB from L2) instead of a separate kernel writing it out and reading it back.
+    pid = tl.program_id(0)
+    row = tl.program_id(1).to(tl.int64)
+    dtype = out_ptr.dtype.element_ty
+    n = pid * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_mask = n < N_OUT
+    ks = tl.arange(0, BLOCK_K)
+    x_row = x_ptr + row * stride_x
+    res_row = res_ptr + row * stride_res
+    pre_r = 1.0
+    r = 1.0
+    if NORM:
+        if HAS_PRE:
+            sq = tl.zeros([BLOCK_K], dtype=tl.float32)
+            for k0 in range(0, K, BLOCK_K):
+                v = tl.load(x_row + k0 + ks, mask=k0 + ks < K, other=0.0).to(tl.float32)
+                sq += v * v
+            pre_var = tl.sum(sq, axis=0) / K + eps
+            if LIBDEVICE:
+                pre_r = libdevice.rsqrt(pre_var)
+            else:
+                pre_r = 1.0 / tl.sqrt(pre_var)
+        sq = tl.zeros([BLOCK_K], dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            v = _summed(x_row, res_row, pre_w_ptr, k0 + ks, k0 + ks < K, pre_r, HAS_RES, HAS_PRE)
+            sq += v * v
+        var = tl.sum(sq, axis=0) / K + eps
+        if LIBDEVICE:
+            r = libdevice.rsqrt(var)
+        else:
+            r = 1.0 / tl.sqrt(var)
+    res_cols = tl.where(pid == 0, K, 0)  # only program 0 writes the residual
+    acc = tl.zeros([BLOCK_N], dtype=tl.float32)
+    acc_up = tl.zeros([BLOCK_N], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        kk = k0 + ks
+        m = kk < K
+        if NORM:
+            v = _summed(x_row, res_row, pre_w_ptr, kk, m, pre_r, HAS_RES, HAS_PRE)
+            # the new residual stream, into a fresh buffer: no program reads a half-updated row
+            tl.store(res_out_ptr + row * stride_res_out + kk, v.to(dtype), mask=kk < res_cols)
+            w = tl.load(norm_w_ptr + kk, mask=m, other=0.0).to(tl.float32)
+            if GEMMA:
+                v = (v * r * (1.0 + w)).to(dtype).to(tl.float32)
+            else:
+                v = (w * (v * r).to(dtype).to(tl.float32)).to(dtype).to(tl.float32)
+        else:
+            v = tl.load(x_row + kk, mask=m, other=0.0).to(tl.float32)
+        tile = n_mask[:, None] & m[None, :]
+        wt = tl.load(w_ptr + n[:, None] * stride_w + kk[None, :], mask=tile, other=0.0)
+        acc += tl.sum(wt.to(tl.float32) * v[None, :], axis=1)
+        if ACT:
+            up = (n + up_offset)[:, None] * stride_w + kk[None, :]
+            acc_up += tl.sum(
+                tl.load(w_ptr + up, mask=tile, other=0.0).to(tl.float32) * v[None, :], axis=1
+            )
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + n, mask=n_mask, other=0.0).to(tl.float32)
+    y = acc.to(dtype)
+    if ACT:  # act(gate) * up, rounded where act_and_mul rounds
+        a = _activate(y.to(tl.float32), GELU, LIBDEVICE).to(dtype).to(tl.float32)
+        y = (a * acc_up.to(dtype).to(tl.float32)).to(dtype)
+    tl.store(out_ptr + row * stride_out + n, y, mask=n_mask)
+
+
+def norm_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    norm: torch.Tensor | None = None,
+    residual: torch.Tensor | None = None,
+    eps: float = 1e-6,
+    gemma: bool = False,
+    pre_weight: torch.Tensor | None = None,
+    activation: Activation | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A linear layer for a few rows (the decode step at small batch), with its neighbours fused.
+
+    ``y = act_and_mul(linear(add_rms_norm(x, residual, norm)))``: with ``norm`` the input is
+    first normed as :func:`add_rms_norm` does it (``pre_weight``/``gemma`` included), and with
+    ``activation`` the weight holds [gate; up] and the result is ``act(gate) * up``. One
+    kernel instead of three, and the normed row and the gate|up row never go through HBM.
+
+    Args:
+        x: [rows, K] input (the sublayer output when ``norm`` is given).
+        weight: [N, K] (with ``activation``: [2 * N, K], gate rows first).
+        bias: [N] or None.
+        norm, residual, eps, gemma, pre_weight: as :func:`add_rms_norm`; ``norm=None`` skips it.
+        activation: "silu" / "gelu_tanh" for a fused gate|up projection, else None.
+
+    Returns:
+        (output [rows, N], the new residual stream (a new tensor) or ``residual`` unchanged
+        without ``norm``).
+    """
+    return _dispatch(
+        "norm_linear",
+        x,
+        _norm_linear_triton,
+        norm_linear_torch,
+        (x, weight, bias, norm, residual, eps, gemma, pre_weight, activation),
+    )
+
+
+def _norm_linear_triton(
+    x, weight, bias, norm, residual, eps, gemma, pre_weight, activation
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Launch the fused small-batch linear kernel (arguments as :func:`norm_linear`)."""
+    rows, k = x.shape
+    n_out = weight.shape[0] // (2 if activation else 1)
+    out = torch.empty((rows, n_out), dtype=x.dtype, device=x.device)
+    res_out = torch.empty_like(x) if norm is not None else residual
+    res = residual if residual is not None else x
+    block_n = 16 if n_out >= 4096 else 8  # enough programs to cover every SM at batch 1
+    _triton_kernels().norm_linear[(triton.cdiv(n_out, block_n), rows)](
+        x, res, pre_weight if pre_weight is not None else weight, norm if norm is not None else weight,
+        weight, bias if bias is not None else weight, out, res_out if res_out is not None else out,
+        k, n_out, n_out if activation else 0, x.stride(0), res.stride(0), weight.stride(0),
+        out.stride(0), res_out.stride(0) if res_out is not None else 0, eps,
+        NORM=norm is not None, HAS_RES=residual is not None, HAS_PRE=pre_weight is not None,
+        GEMMA=gemma, HAS_BIAS=bias is not None, ACT=activation is not None,
+        GELU=activation == "gelu_tanh", BLOCK_N=block_n, BLOCK_K=min(256, _block(k)),
+        LIBDEVICE=_libdevice(x), num_warps=4,
+    )  # fmt: skip
+    return out, res_out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -699,8 +903,12 @@ def _triton_kernels() -> SimpleNamespace:
         libdevice = None
     logger.info("Triton %s kernels (interpreter: %s)", _triton.__version__,
                 os.environ.get("TRITON_INTERPRET") == "1")  # fmt: skip
+    # helpers called from kernel bodies are looked up as module globals when a kernel compiles
+    for helper in ("_activate", "_summed"):
+        globals()[helper] = _triton.jit(globals()[helper])
     return SimpleNamespace(
         add_rms_norm=_triton.jit(_add_rms_norm_kernel),
+        norm_linear=_triton.jit(_norm_linear_kernel),
         act_and_mul=_triton.jit(_act_and_mul_kernel),
         rope_cache=_triton.jit(_rope_cache_kernel),
         decode_attention=_triton.jit(_decode_attention_kernel),
