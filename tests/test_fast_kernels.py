@@ -28,6 +28,7 @@ ATTN_SHAPES = [
     (3, 9, 3, 64, 200, 0, 0.0),
     (4, 4, 1, 256, 80, 16, 0.0),
     (2, 6, 2, 96, 130, 0, 30.0),
+    (1, 4, 1, 256, 300, 100, 0.0),  # split over programs, with a sliding window
 ]
 
 
@@ -164,6 +165,22 @@ def run_norm_linear(device: str, dtype: torch.dtype) -> None:
                 torch.testing.assert_close(new_res.double().cpu(), expected_res, **tol(dtype))
                 if residual:
                     torch.testing.assert_close(on[4].cpu(), res.to(dtype))  # input left as it was
+
+
+def test_norm_linear_over_max_k_runs_the_unfused_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("Triton was imported without TRITON_INTERPRET=1 (run this module on its own)")
+    monkeypatch.setattr(kernels, "MAX_K", 64)  # K = 100 no longer fits one program
+    gen = torch.Generator().manual_seed(5)
+    x, res, norm = (torch.randn(2, 100, generator=gen) for _ in range(3))
+    weight = torch.randn(2 * 12, 100, generator=gen)
+    expected, expected_res = kernels.norm_linear_torch(x, weight, None, norm[0], res, 1e-6, False,
+                                                       None, "silu")  # fmt: skip
+    out, new_res = kernels.norm_linear(x, weight, None, norm[0], res, 1e-6, False, None, "silu")
+    torch.testing.assert_close(out, expected, **tol(torch.float32))
+    assert new_res is not None and expected_res is not None
+    torch.testing.assert_close(new_res, expected_res, **tol(torch.float32))
+    assert new_res.data_ptr() != res.data_ptr()  # a new residual tensor, as from the kernel
 
 
 KERNELS = [

@@ -335,6 +335,8 @@ def _act_and_mul_triton(gate_up, activation) -> torch.Tensor:
 # Rows up to this use :func:`norm_linear`'s GEMV kernel in the decode step; larger batches use
 # add_rms_norm + cuBLAS + act_and_mul, whose tensor-core GEMMs win once the weights are reused.
 SMALL_ROWS = 4
+# The longest input row (power of two) one program holds: the kernel keeps it in registers.
+MAX_K = 8192
 
 
 def norm_linear_torch(
@@ -354,19 +356,6 @@ def norm_linear_torch(
         x, new_residual = add_rms_norm_torch(x, residual, norm, eps, gemma, pre_weight)
     y = F.linear(x, weight, bias)
     return (act_and_mul_torch(y, activation) if activation else y), new_residual
-
-
-@no_type_check
-def _summed(x_row, res_row, pre_w_ptr, kk, m, pre_r, HAS_RES: tl.constexpr, HAS_PRE: tl.constexpr):
-    """s = residual + norm_pre(x) for the columns kk, rounded as add_rms_norm rounds."""
-    dtype = x_row.dtype.element_ty
-    v = tl.load(x_row + kk, mask=m, other=0.0).to(tl.float32)
-    if HAS_PRE:
-        pre_w = tl.load(pre_w_ptr + kk, mask=m, other=0.0).to(tl.float32)
-        v = (v * pre_r * (1.0 + pre_w)).to(dtype).to(tl.float32)
-    if HAS_RES:
-        v = (v + tl.load(res_row + kk, mask=m, other=0.0).to(tl.float32)).to(dtype).to(tl.float32)
-    return v
 
 
 @no_type_check
@@ -399,69 +388,58 @@ def _norm_linear_kernel(
     BLOCK_K: tl.constexpr,
     LIBDEVICE: tl.constexpr,
 ):
-    # one program: BLOCK_N outputs of one row. With NORM, every program recomputes the row's
-    # norm (a few KB from L2) instead of a separate kernel writing it out and reading it back.
+    # One program: BLOCK_N outputs of one row, over the whole K (BLOCK_K >= K). The weight
+    # tile is loaded first, so its DRAM round trip overlaps the norm; with NORM every program
+    # recomputes the row's norm (a few KB from L2) instead of a kernel writing it out and the
+    # next reading it back.
     pid = tl.program_id(0)
     row = tl.program_id(1).to(tl.int64)
     dtype = out_ptr.dtype.element_ty
     n = pid * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = n < N_OUT
     ks = tl.arange(0, BLOCK_K)
-    x_row = x_ptr + row * stride_x
-    res_row = res_ptr + row * stride_res
-    pre_r = 1.0
-    r = 1.0
-    if NORM:
+    m = ks < K
+    tile = n_mask[:, None] & m[None, :]
+    wt = tl.load(w_ptr + n[:, None] * stride_w + ks[None, :], mask=tile, other=0.0)
+    if ACT:
+        wu = tl.load(
+            w_ptr + (n + up_offset)[:, None] * stride_w + ks[None, :], mask=tile, other=0.0
+        )
+    v = tl.load(x_ptr + row * stride_x + ks, mask=m, other=0.0).to(tl.float32)
+    if NORM:  # as _add_rms_norm_kernel, then the normed row stays in registers
         if HAS_PRE:
-            sq = tl.zeros([BLOCK_K], dtype=tl.float32)
-            for k0 in range(0, K, BLOCK_K):
-                v = tl.load(x_row + k0 + ks, mask=k0 + ks < K, other=0.0).to(tl.float32)
-                sq += v * v
-            pre_var = tl.sum(sq, axis=0) / K + eps
+            pre_var = tl.sum(v * v, axis=0) / K + eps
             if LIBDEVICE:
                 pre_r = libdevice.rsqrt(pre_var)
             else:
                 pre_r = 1.0 / tl.sqrt(pre_var)
-        sq = tl.zeros([BLOCK_K], dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            v = _summed(x_row, res_row, pre_w_ptr, k0 + ks, k0 + ks < K, pre_r, HAS_RES, HAS_PRE)
-            sq += v * v
-        var = tl.sum(sq, axis=0) / K + eps
+            pre_w = tl.load(pre_w_ptr + ks, mask=m, other=0.0).to(tl.float32)
+            v = (v * pre_r * (1.0 + pre_w)).to(dtype).to(tl.float32)
+        if HAS_RES:
+            res = tl.load(res_ptr + row * stride_res + ks, mask=m, other=0.0).to(tl.float32)
+            v = (v + res).to(dtype).to(tl.float32)
+        # the new residual stream (program 0 writes it, into a fresh buffer: no program reads
+        # a half-updated row)
+        res_cols = tl.where(pid == 0, K, 0)
+        tl.store(res_out_ptr + row * stride_res_out + ks, v.to(dtype), mask=ks < res_cols)
+        var = tl.sum(v * v, axis=0) / K + eps
         if LIBDEVICE:
             r = libdevice.rsqrt(var)
         else:
             r = 1.0 / tl.sqrt(var)
-    res_cols = tl.where(pid == 0, K, 0)  # only program 0 writes the residual
-    acc = tl.zeros([BLOCK_N], dtype=tl.float32)
-    acc_up = tl.zeros([BLOCK_N], dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        kk = k0 + ks
-        m = kk < K
-        if NORM:
-            v = _summed(x_row, res_row, pre_w_ptr, kk, m, pre_r, HAS_RES, HAS_PRE)
-            # the new residual stream, into a fresh buffer: no program reads a half-updated row
-            tl.store(res_out_ptr + row * stride_res_out + kk, v.to(dtype), mask=kk < res_cols)
-            w = tl.load(norm_w_ptr + kk, mask=m, other=0.0).to(tl.float32)
-            if GEMMA:
-                v = (v * r * (1.0 + w)).to(dtype).to(tl.float32)
-            else:
-                v = (w * (v * r).to(dtype).to(tl.float32)).to(dtype).to(tl.float32)
+        w = tl.load(norm_w_ptr + ks, mask=m, other=0.0).to(tl.float32)
+        if GEMMA:
+            v = (v * r * (1.0 + w)).to(dtype).to(tl.float32)
         else:
-            v = tl.load(x_row + kk, mask=m, other=0.0).to(tl.float32)
-        tile = n_mask[:, None] & m[None, :]
-        wt = tl.load(w_ptr + n[:, None] * stride_w + kk[None, :], mask=tile, other=0.0)
-        acc += tl.sum(wt.to(tl.float32) * v[None, :], axis=1)
-        if ACT:
-            up = (n + up_offset)[:, None] * stride_w + kk[None, :]
-            acc_up += tl.sum(
-                tl.load(w_ptr + up, mask=tile, other=0.0).to(tl.float32) * v[None, :], axis=1
-            )
+            v = (w * (v * r).to(dtype).to(tl.float32)).to(dtype).to(tl.float32)
+    acc = tl.sum(wt.to(tl.float32) * v[None, :], axis=1)
     if HAS_BIAS:
         acc += tl.load(b_ptr + n, mask=n_mask, other=0.0).to(tl.float32)
     y = acc.to(dtype)
     if ACT:  # act(gate) * up, rounded where act_and_mul rounds
+        up = tl.sum(wu.to(tl.float32) * v[None, :], axis=1).to(dtype).to(tl.float32)
         a = _activate(y.to(tl.float32), GELU, LIBDEVICE).to(dtype).to(tl.float32)
-        y = (a * acc_up.to(dtype).to(tl.float32)).to(dtype)
+        y = (a * up).to(dtype)
     tl.store(out_ptr + row * stride_out + n, y, mask=n_mask)
 
 
@@ -506,13 +484,23 @@ def norm_linear(
 def _norm_linear_triton(
     x, weight, bias, norm, residual, eps, gemma, pre_weight, activation
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Launch the fused small-batch linear kernel (arguments as :func:`norm_linear`)."""
+    """Launch the fused small-batch linear kernel (arguments as :func:`norm_linear`); a K over
+    MAX_K, whose row does not fit one program's registers, runs the unfused ops instead."""
     rows, k = x.shape
     n_out = weight.shape[0] // (2 if activation else 1)
+    block_k = _block(k)
+    if block_k > MAX_K:
+        new_residual = residual
+        if norm is not None:
+            x, new_residual = add_rms_norm(x, residual.clone() if residual is not None else None,
+                                           norm, eps, gemma, pre_weight)  # fmt: skip
+        y = F.linear(x, weight, bias)
+        return (act_and_mul(y, activation) if activation else y), new_residual
     out = torch.empty((rows, n_out), dtype=x.dtype, device=x.device)
     res_out = torch.empty_like(x) if norm is not None else residual
     res = residual if residual is not None else x
-    block_n = 16 if n_out >= 4096 else 8  # enough programs to cover every SM at batch 1
+    # about one program per SM or more at batch 1, and at most 8K weights a tile (registers)
+    block_n = max(2, min(MAX_K // block_k, _block(max(1, n_out // 128) + 1) // 2))
     _triton_kernels().norm_linear[(triton.cdiv(n_out, block_n), rows)](
         x, res, pre_weight if pre_weight is not None else weight, norm if norm is not None else weight,
         weight, bias if bias is not None else weight, out, res_out if res_out is not None else out,
@@ -520,8 +508,8 @@ def _norm_linear_triton(
         out.stride(0), res_out.stride(0) if res_out is not None else 0, eps,
         NORM=norm is not None, HAS_RES=residual is not None, HAS_PRE=pre_weight is not None,
         GEMMA=gemma, HAS_BIAS=bias is not None, ACT=activation is not None,
-        GELU=activation == "gelu_tanh", BLOCK_N=block_n, BLOCK_K=min(256, _block(k)),
-        LIBDEVICE=_libdevice(x), num_warps=4,
+        GELU=activation == "gelu_tanh", BLOCK_N=block_n, BLOCK_K=block_k,
+        LIBDEVICE=_libdevice(x), num_warps=8 if activation or block_n * block_k >= 8192 else 4,
     )  # fmt: skip
     return out, res_out
 
@@ -791,13 +779,21 @@ def _decode_attention_kernel(
     scale,
     softcap,
     window,
+    chunk,
+    part_ptr,
     HEAD_DIM: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
     SOFTCAP: tl.constexpr,
+    SPLIT: tl.constexpr,
 ):
+    # program (row, head, split): positions [lo + split * chunk, lo + (split + 1) * chunk) of
+    # the row's window. SPLIT (flash-decoding, for small batches whose few rows x heads would
+    # leave most SMs idle): write this split's (max, sum, unnormalised output) to part_ptr for
+    # _attention_combine_kernel; else (one split) write the output itself.
     row = tl.program_id(0).to(tl.int64)
     head = tl.program_id(1)
+    split = tl.program_id(2)
     kv_head = head // group
     dtype = out_ptr.dtype.element_ty
     d = tl.arange(0, BLOCK_D)
@@ -812,7 +808,8 @@ def _decode_attention_kernel(
     m_i = -float("inf")
     l_i = 0.0
     acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    for start in range(lo, length, BLOCK_N):
+    first = lo + split * chunk
+    for start in range(first, tl.minimum(length, first + chunk), BLOCK_N):
         pos = start + n
         p_mask = pos < length
         offs = base + pos.to(tl.int64)[:, None] * stride_c_pos + d[None, :]
@@ -829,9 +826,52 @@ def _decode_attention_kernel(
         acc = acc * alpha + tl.sum(p[:, None] * v, axis=0)
         l_i = l_i * alpha + tl.sum(p, axis=0)
         m_i = m_new
-    l_i = tl.where(l_i > 0.0, l_i, 1.0)
-    out = acc / l_i
-    tl.store(out_ptr + row * stride_o_tok + head * stride_o_head + d, out.to(dtype), mask=d_mask)
+    if SPLIT:  # [rows, heads, splits, BLOCK_D + 2] float32: acc, then m and l
+        part = part_ptr + ((row * tl.num_programs(1) + head) * tl.num_programs(2) + split) * (
+            BLOCK_D + 2
+        )
+        tl.store(part + d, acc)
+        tl.store(part + BLOCK_D, m_i)
+        tl.store(part + BLOCK_D + 1, l_i)
+    else:
+        l_i = tl.where(l_i > 0.0, l_i, 1.0)
+        out = acc / l_i
+        tl.store(
+            out_ptr + row * stride_o_tok + head * stride_o_head + d, out.to(dtype), mask=d_mask
+        )
+
+
+@no_type_check
+def _attention_combine_kernel(
+    part_ptr,
+    out_ptr,
+    stride_o_tok,
+    stride_o_head,
+    n_splits,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    # program (row, head): softmax-weighted sum of the splits' partial outputs; an empty split
+    # (m = -inf, l = 0) weighs 0
+    row = tl.program_id(0).to(tl.int64)
+    head = tl.program_id(1)
+    d = tl.arange(0, BLOCK_D)
+    sp = tl.arange(0, BLOCK_S)
+    s_mask = sp < n_splits
+    part = part_ptr + (row * tl.num_programs(1) + head) * n_splits * (BLOCK_D + 2)
+    m = tl.load(part + sp * (BLOCK_D + 2) + BLOCK_D, mask=s_mask, other=-float("inf"))
+    l_s = tl.load(part + sp * (BLOCK_D + 2) + BLOCK_D + 1, mask=s_mask, other=0.0)
+    m_max = tl.max(m, axis=0)
+    w = tl.where(m > -float("inf"), tl.exp(m - m_max), 0.0)
+    acc = tl.load(part + sp[:, None] * (BLOCK_D + 2) + d[None, :], mask=s_mask[:, None], other=0.0)
+    total = tl.sum(w * l_s, axis=0)
+    total = tl.where(total > 0.0, total, 1.0)
+    out = tl.sum(w[:, None] * acc, axis=0) / total
+    dtype = out_ptr.dtype.element_ty
+    tl.store(
+        out_ptr + row * stride_o_tok + head * stride_o_head + d, out.to(dtype), mask=d < HEAD_DIM
+    )
 
 
 def decode_attention(
@@ -876,21 +916,38 @@ def _decode_attention_triton(
     block_d = _block(head_dim)
     # 64 positions x 128 dims x 4 B x 2 (k and v tiles) = 64 KiB of registers per program at most
     block_n = 64 if block_d <= 128 else 32
-    _triton_kernels().decode_attention[(rows, n_heads)](
+    # Few rows x heads (batch-1 decode): split each row's positions over programs so that
+    # the cache is read by many SMs at once, then combine; the split count follows the cache
+    # length, not the row's (a CUDA graph replays the same grid at every length), and splits
+    # past a row's length return at once.
+    span = min(k_cache.shape[2], window) if window else k_cache.shape[2]
+    chunk = 1 << 30
+    splits = 1
+    if rows * n_heads < 64 and span > block_n:  # one tile of positions a program
+        chunk, splits = block_n, triton.cdiv(span, block_n)
+    parts = torch.empty((rows, n_heads, splits, block_d + 2) if splits > 1 else (1,),
+                        dtype=torch.float32, device=q.device)  # fmt: skip
+    kernels = _triton_kernels()
+    kernels.decode_attention[(rows, n_heads, splits)](
         q, k_cache, v_cache, out, slots, lengths,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         out.stride(0), out.stride(1), n_heads // k_cache.shape[1], scale, softcap or 1.0,
-        window or 1 << 30,
+        window or 1 << 30, chunk, parts,
         HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_N=block_n, SOFTCAP=bool(softcap),
-        num_warps=4,
+        SPLIT=splits > 1, num_warps=4,
     )  # fmt: skip
+    if splits > 1:
+        kernels.attention_combine[(rows, n_heads)](
+            parts, out, out.stride(0), out.stride(1), splits,
+            HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_S=_block(splits), num_warps=4,
+        )  # fmt: skip
     return out
 
 
 @functools.cache
 def _triton_kernels() -> SimpleNamespace:
     """Import Triton and jit the kernels (once). TRITON_INTERPRET must be set before this."""
-    global triton, tl, libdevice
+    global triton, tl, libdevice, _activate
     import triton as _triton
     import triton.language as _tl
 
@@ -903,13 +960,13 @@ def _triton_kernels() -> SimpleNamespace:
         libdevice = None
     logger.info("Triton %s kernels (interpreter: %s)", _triton.__version__,
                 os.environ.get("TRITON_INTERPRET") == "1")  # fmt: skip
-    # helpers called from kernel bodies are looked up as module globals when a kernel compiles
-    for helper in ("_activate", "_summed"):
-        globals()[helper] = _triton.jit(globals()[helper])
+    # a helper called from kernel bodies is looked up as a module global when a kernel compiles
+    _activate = _triton.jit(_activate)
     return SimpleNamespace(
         add_rms_norm=_triton.jit(_add_rms_norm_kernel),
         norm_linear=_triton.jit(_norm_linear_kernel),
         act_and_mul=_triton.jit(_act_and_mul_kernel),
         rope_cache=_triton.jit(_rope_cache_kernel),
         decode_attention=_triton.jit(_decode_attention_kernel),
+        attention_combine=_triton.jit(_attention_combine_kernel),
     )
