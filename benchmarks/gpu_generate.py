@@ -89,7 +89,13 @@ WORKLOADS = {
     "course": (358, (50, 70), 256),  # the course batch: 358 questions of ~60 tokens
     "b256x128": (256, (128, 128), 256),
 }
-ENGINES = ["hf-eager", "hf-static", "vllm", "fast", "fast-unfused"]
+# The fast path with one of its batch-1 optimisations switched off (kernels module settings):
+# no programmatic dependent launch; no norm_linear (add_rms_norm + cuBLAS + act_and_mul).
+FAST_VARIANTS: dict[str, dict[str, Any]] = {
+    "fast-nopdl": {"PDL": False},
+    "fast-unfused": {"SMALL_ROWS": 0, "PDL": False},
+}
+ENGINES = ["hf-eager", "hf-static", "vllm", "fast", *FAST_VARIANTS]
 # "cuda"; "cpu" only for --cpu-smoke, a dry run of this script's plumbing on tiny layer counts
 DEVICE = "cuda"
 LAYERS = 0  # 0: as published
@@ -548,19 +554,23 @@ def bench_model(name: str, args: argparse.Namespace, report: dict[str, Any]) -> 
         rows[(engine, workload)] = row
         print(json.dumps({k: v for k, v in row.items() if k != "trace"}), flush=True)
 
-    if "fast-unfused" in args.engines and "batch1" in workloads:
-        # the batch-1 decode step without norm_linear (9 kernels a layer instead of 6)
+    for variant, settings in FAST_VARIANTS.items():  # batch-1 ablations of the fast path
+        if variant not in args.engines or "batch1" not in workloads:
+            continue
         from pmpprag.fast import kernels
 
-        small, kernels.SMALL_ROWS = kernels.SMALL_ROWS, 0
+        saved = {k: getattr(kernels, k) for k in settings}
+        for k, v in settings.items():
+            setattr(kernels, k, v)
         try:
             engine = FastEngine.from_model(model, max_slots=1, max_len=64 + new["batch1"])
             prompts = make_prompts("batch1", config.vocab_size)
-            record("fast-unfused", "batch1", lambda: run_fast(engine, prompts, new["batch1"]),
-                   new["batch1"])  # fmt: skip
+            record(variant, "batch1",
+                   functools.partial(run_fast, engine, prompts, new["batch1"]), new["batch1"])  # fmt: skip
             del engine
         finally:
-            kernels.SMALL_ROWS = small
+            for k, v in saved.items():
+                setattr(kernels, k, v)
         gc.collect()
         empty_cache()
     if "fast" in args.engines:

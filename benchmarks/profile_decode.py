@@ -3,8 +3,8 @@
     python3 benchmarks/profile_decode.py --out $OUT [--models smollm2-135m gemma-3-270m]
 
 For each model shape (random bf16 weights, as in gpu_generate.py) and each variant of the step
-(``fused``: kernels.norm_linear at batch 1, 6 kernels a layer; ``unfused``: add_rms_norm +
-cuBLAS + act_and_mul, 9 a layer), the captured CUDA graph of one decode step is replayed under
+(``fast``; and gpu_generate.FAST_VARIANTS: ``fast-nopdl`` without programmatic dependent
+launch, ``fast-unfused`` without kernels.norm_linear: add_rms_norm + cuBLAS + act_and_mul), the captured CUDA graph of one decode step is replayed under
 torch.profiler. Per kernel name: launches per step and GPU microseconds per step; per variant:
 the step's wall time from CUDA events and the sum of kernel times, whose difference is the idle
 time between kernels (launch gaps). Writes profile_decode.json and prints a markdown table.
@@ -28,14 +28,16 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 STEPS = 30  # replays profiled per variant (at most the engine's sync_every: its out buffer)
 
 
-def profile_variant(model: Any, small_rows: int) -> dict[str, Any]:
+def profile_variant(model: Any, settings: dict[str, Any]) -> dict[str, Any]:
     import torch
     from gpu_generate import cuda_time
     from torch.profiler import ProfilerActivity, profile
 
     from pmpprag.fast import FastEngine, kernels
 
-    old, kernels.SMALL_ROWS = kernels.SMALL_ROWS, small_rows
+    saved = {k: getattr(kernels, k) for k in settings}
+    for k, v in settings.items():
+        setattr(kernels, k, v)
     try:
         engine = FastEngine.from_model(model, max_slots=1, max_len=512)
         engine.capture([1])
@@ -75,12 +77,13 @@ def profile_variant(model: Any, small_rows: int) -> dict[str, Any]:
             "kernels": rows,
         }
     finally:
-        kernels.SMALL_ROWS = old
+        for k, v in saved.items():
+            setattr(kernels, k, v)
 
 
 def main() -> None:
     import torch
-    from gpu_generate import MODELS, make_config, random_model
+    from gpu_generate import FAST_VARIANTS, MODELS, make_config, random_model
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", nargs="*", default=["smollm2-135m", "gemma-3-270m"],
@@ -92,8 +95,8 @@ def main() -> None:
     lines = []
     for name in args.models:
         model = random_model(make_config(name), torch.bfloat16)
-        report["models"][name] = {v: profile_variant(model, small) for v, small in
-                                  (("fused", 4), ("unfused", 0))}  # fmt: skip
+        report["models"][name] = {v: profile_variant(model, settings) for v, settings in
+                                  [("fast", {}), *FAST_VARIANTS.items()]}  # fmt: skip
         for variant, r in report["models"][name].items():
             lines.append(f"\n### {name}, {variant}: step {r['step_us']} us ({r['tokens_per_s']} "
                          f"tok/s), kernels {r['kernel_us']} us, {r['launches_per_step']} launches")  # fmt: skip

@@ -112,6 +112,7 @@ def run_rope_and_cache_write(device: str, dtype: torch.dtype) -> None:
 
 def run_decode_attention(device: str, dtype: torch.dtype) -> None:
     gen = torch.Generator().manual_seed(3)
+    split_seen = 0
     for rows, heads, kv_heads, head_dim, max_len, window, softcap in ATTN_SHAPES:
         n_slots = rows + 2
         k_cache = torch.randn(n_slots, kv_heads, max_len, head_dim, generator=gen)
@@ -123,11 +124,25 @@ def run_decode_attention(device: str, dtype: torch.dtype) -> None:
         scale = head_dim**-0.5
         expected = kernels.decode_attention_torch(q.double(), k_cache.double(), v_cache.double(),
                                                   slots, lengths, scale, window, softcap)  # fmt: skip
-        out = kernels.decode_attention(
-            q.to(device, dtype), k_cache.to(device, dtype), v_cache.to(device, dtype),
-            slots.to(device), lengths.to(device, torch.int32), scale, window, softcap,
-        )  # fmt: skip
+        args = (q.to(device, dtype), k_cache.to(device, dtype), v_cache.to(device, dtype),
+                slots.to(device), lengths.to(device, torch.int32), scale, window, softcap)  # fmt: skip
+        out = kernels.decode_attention(*args)
+        assert isinstance(out, torch.Tensor)
         torch.testing.assert_close(out.double().cpu(), expected, **tol(dtype))
+        # uncombined splits: combined in PyTorch, or inside the o-projection (norm_linear)
+        parts = kernels.decode_attention(*args, partial=True)
+        if isinstance(parts, kernels.AttentionParts):
+            split_seen += 1
+            flat = expected.reshape(rows, -1)
+            torch.testing.assert_close(
+                kernels.combine_parts_torch(parts).double().cpu(), flat, **tol(dtype)
+            )
+            w_o = torch.randn(40, heads * head_dim, generator=gen) / (heads * head_dim) ** 0.5
+            projected, _ = kernels.norm_linear(parts, w_o.to(device, dtype))
+            torch.testing.assert_close(
+                projected.double().cpu(), flat @ w_o.double().T, **tol(dtype)
+            )
+    assert split_seen == 3  # the shapes with few rows x heads and long caches were split
 
 
 def run_norm_linear(device: str, dtype: torch.dtype) -> None:
@@ -183,7 +198,19 @@ def test_norm_linear_over_max_k_runs_the_unfused_kernels(monkeypatch: pytest.Mon
     assert new_res.data_ptr() != res.data_ptr()  # a new residual tensor, as from the kernel
 
 
+def run_argmax(device: str, dtype: torch.dtype) -> None:
+    gen = torch.Generator().manual_seed(6)
+    for rows, vocab in [(1, 100), (2, 49152), (3, 4096 * 3 + 5)]:
+        logits = torch.randn(rows, vocab, generator=gen)
+        logits[0, vocab // 2] = logits[0, vocab - 1] = 9.0  # a tie: the first index wins
+        got = kernels.argmax(logits.to(device, dtype)).cpu()
+        assert got.dtype == torch.int64
+        assert got.tolist() == logits.to(dtype).argmax(-1).tolist()
+        assert got[0] == vocab // 2
+
+
 KERNELS = [
+    run_argmax,
     run_add_rms_norm,
     run_act_and_mul,
     run_rope_and_cache_write,

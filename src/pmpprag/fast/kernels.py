@@ -36,6 +36,7 @@ import importlib.util
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Literal, TypeVar, no_type_check
 
@@ -115,6 +116,31 @@ def _libdevice(x: torch.Tensor) -> bool:
 
 def _block(n: int) -> int:
     return 1 << max(n - 1, 0).bit_length()
+
+
+# Programmatic dependent launch (Hopper and newer): a decode-path kernel is launched while its
+# predecessor still runs, does the loads that do not depend on it (a projection's weights),
+# then waits for it (griddepcontrol.wait) before touching its outputs. Off: PMPPRAG_FAST_PDL=0.
+PDL = os.environ.get("PMPPRAG_FAST_PDL", "1") != "0"
+
+
+def _pdl(x: torch.Tensor) -> bool:
+    """Launch with PDL: compiled kernels on a CUDA device of compute capability 9 or newer."""
+    return PDL and _libdevice(x) and torch.cuda.get_device_capability(x.device)[0] >= 9
+
+
+def _pdl_launch(x: torch.Tensor) -> dict[str, bool]:
+    """The launch option that lets a kernel start before its predecessor ends (see PDL)."""
+    return {"launch_pdl": True} if _pdl(x) else {}
+
+
+@no_type_check
+def _gdc_wait(PDL: tl.constexpr):
+    """Wait until the preceding kernel has finished and its writes are visible, then let the
+    next kernel launch (the griddepcontrol pair; nothing without PDL)."""
+    if PDL:
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,6 +358,27 @@ def _act_and_mul_triton(gate_up, activation) -> torch.Tensor:
 # small-batch linear: add + RMSNorm prologue, activation epilogue
 # ---------------------------------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class AttentionParts:
+    """Split decode attention not yet combined (:func:`decode_attention` with ``partial``):
+    [rows, heads, splits, block_d + 2] float32, each split's unnormalised output, then its
+    running max and sum. :func:`norm_linear` combines them while it reads its input row, so
+    the o-projection needs no separate combine kernel."""
+
+    parts: torch.Tensor
+    head_dim: int
+    dtype: torch.dtype
+
+    @property
+    def rows(self) -> int:
+        return self.parts.shape[0]
+
+    @property
+    def width(self) -> int:  # the combined row: heads x head_dim
+        return self.parts.shape[1] * self.head_dim
+
+
 # Rows up to this use :func:`norm_linear`'s GEMV kernel in the decode step; larger batches use
 # add_rms_norm + cuBLAS + act_and_mul, whose tensor-core GEMMs win once the weights are reused.
 SMALL_ROWS = 4
@@ -377,6 +424,7 @@ def _norm_linear_kernel(
     stride_out,
     stride_res_out,
     eps,
+    n_heads,
     NORM: tl.constexpr,
     HAS_RES: tl.constexpr,
     HAS_PRE: tl.constexpr,
@@ -387,6 +435,10 @@ def _norm_linear_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     LIBDEVICE: tl.constexpr,
+    PDL: tl.constexpr,
+    SPLITS: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    PART: tl.constexpr,
 ):
     # One program: BLOCK_N outputs of one row, over the whole K (BLOCK_K >= K). The weight
     # tile is loaded first, so its DRAM round trip overlaps the norm; with NORM every program
@@ -405,7 +457,23 @@ def _norm_linear_kernel(
         wu = tl.load(
             w_ptr + (n + up_offset)[:, None] * stride_w + ks[None, :], mask=tile, other=0.0
         )
-    v = tl.load(x_ptr + row * stride_x + ks, mask=m, other=0.0).to(tl.float32)
+    _gdc_wait(PDL)  # the weights are read; the row comes from the kernel before
+    if SPLITS > 0:  # x holds AttentionParts: combine each head's splits, as the combine kernel
+        base = x_ptr + (row * n_heads + ks // HEAD_DIM) * SPLITS * PART
+        d = ks % HEAD_DIM
+        m_max = tl.full([BLOCK_K], -float("inf"), tl.float32)
+        for sp in tl.static_range(SPLITS):
+            m_max = tl.maximum(m_max, tl.load(base + sp * PART + PART - 2, mask=m, other=0.0))
+        num = tl.zeros([BLOCK_K], dtype=tl.float32)
+        den = tl.zeros([BLOCK_K], dtype=tl.float32)
+        for sp in tl.static_range(SPLITS):
+            m_s = tl.load(base + sp * PART + PART - 2, mask=m, other=-float("inf"))
+            w_s = tl.where(m_s > -float("inf"), tl.exp(m_s - m_max), 0.0)
+            num += w_s * tl.load(base + sp * PART + d, mask=m, other=0.0)
+            den += w_s * tl.load(base + sp * PART + PART - 1, mask=m, other=0.0)
+        v = (num / tl.where(den > 0.0, den, 1.0)).to(dtype).to(tl.float32)
+    else:
+        v = tl.load(x_ptr + row * stride_x + ks, mask=m, other=0.0).to(tl.float32)
     if NORM:  # as _add_rms_norm_kernel, then the normed row stays in registers
         if HAS_PRE:
             pre_var = tl.sum(v * v, axis=0) / K + eps
@@ -444,7 +512,7 @@ def _norm_linear_kernel(
 
 
 def norm_linear(
-    x: torch.Tensor,
+    x: torch.Tensor | AttentionParts,
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
     norm: torch.Tensor | None = None,
@@ -462,7 +530,8 @@ def norm_linear(
     kernel instead of three, and the normed row and the gate|up row never go through HBM.
 
     Args:
-        x: [rows, K] input (the sublayer output when ``norm`` is given).
+        x: [rows, K] input (the sublayer output when ``norm`` is given), or the uncombined
+            output of a split decode attention (then K = heads x head_dim; no ``norm``).
         weight: [N, K] (with ``activation``: [2 * N, K], gate rows first).
         bias: [N] or None.
         norm, residual, eps, gemma, pre_weight: as :func:`add_rms_norm`; ``norm=None`` skips it.
@@ -472,13 +541,23 @@ def norm_linear(
         (output [rows, N], the new residual stream (a new tensor) or ``residual`` unchanged
         without ``norm``).
     """
+    if isinstance(x, AttentionParts) and (not uses_triton(x.parts) or "norm_linear" in FALLBACKS):
+        x = combine_parts_torch(x)  # the PyTorch path takes the combined row
     return _dispatch(
         "norm_linear",
-        x,
+        x.parts if isinstance(x, AttentionParts) else x,
         _norm_linear_triton,
         norm_linear_torch,
         (x, weight, bias, norm, residual, eps, gemma, pre_weight, activation),
     )
+
+
+def combine_parts_torch(p: AttentionParts) -> torch.Tensor:
+    """[rows, heads x head_dim]: the splits' outputs weighted by their softmax mass, in p.dtype."""
+    acc, m, l_sum = p.parts[..., : p.head_dim], p.parts[..., -2], p.parts[..., -1]
+    w = torch.exp(m - m.max(dim=2, keepdim=True).values).nan_to_num(0.0)  # empty splits: 0
+    out = (w[..., None] * acc).sum(2) / (w * l_sum).sum(2).clamp_min(1e-30)[..., None]
+    return out.to(p.dtype).reshape(p.rows, -1)
 
 
 def _norm_linear_triton(
@@ -486,7 +565,12 @@ def _norm_linear_triton(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Launch the fused small-batch linear kernel (arguments as :func:`norm_linear`); a K over
     MAX_K, whose row does not fit one program's registers, runs the unfused ops instead."""
-    rows, k = x.shape
+    parts = x if isinstance(x, AttentionParts) else None
+    if parts is not None:  # (the model passes parts only where MAX_K holds the row)
+        x = parts.parts
+        rows, k = parts.rows, parts.width
+    else:
+        rows, k = x.shape
     n_out = weight.shape[0] // (2 if activation else 1)
     block_k = _block(k)
     if block_k > MAX_K:
@@ -496,7 +580,8 @@ def _norm_linear_triton(
                                            norm, eps, gemma, pre_weight)  # fmt: skip
         y = F.linear(x, weight, bias)
         return (act_and_mul(y, activation) if activation else y), new_residual
-    out = torch.empty((rows, n_out), dtype=x.dtype, device=x.device)
+    dtype = parts.dtype if parts is not None else x.dtype
+    out = torch.empty((rows, n_out), dtype=dtype, device=x.device)
     res_out = torch.empty_like(x) if norm is not None else residual
     res = residual if residual is not None else x
     # about one program per SM or more at batch 1, and at most 8K weights a tile (registers)
@@ -506,10 +591,15 @@ def _norm_linear_triton(
         weight, bias if bias is not None else weight, out, res_out if res_out is not None else out,
         k, n_out, n_out if activation else 0, x.stride(0), res.stride(0), weight.stride(0),
         out.stride(0), res_out.stride(0) if res_out is not None else 0, eps,
+        x.shape[1] if parts is not None else 1,
         NORM=norm is not None, HAS_RES=residual is not None, HAS_PRE=pre_weight is not None,
         GEMMA=gemma, HAS_BIAS=bias is not None, ACT=activation is not None,
         GELU=activation == "gelu_tanh", BLOCK_N=block_n, BLOCK_K=block_k,
-        LIBDEVICE=_libdevice(x), num_warps=8 if activation or block_n * block_k >= 8192 else 4,
+        LIBDEVICE=_libdevice(x), PDL=_pdl(x),
+        SPLITS=parts.parts.shape[2] if parts is not None else 0,
+        HEAD_DIM=parts.head_dim if parts is not None else 1,
+        PART=parts.parts.shape[3] if parts is not None else 1,
+        num_warps=8 if activation or block_n * block_k >= 8192 else 4, **_pdl_launch(x),
     )  # fmt: skip
     return out, res_out
 
@@ -583,10 +673,12 @@ def _rope_cache_kernel(
     QK_NORM: tl.constexpr,
     GEMMA: tl.constexpr,
     LIBDEVICE: tl.constexpr,
+    PDL: tl.constexpr,
 ):
     tok = tl.program_id(0).to(tl.int64)
     head = tl.program_id(1)
     dtype = q_out_ptr.dtype.element_ty
+    _gdc_wait(PDL)
     cols = tl.arange(0, BLOCK_HALF)
     mask = cols < HALF
     pos = tl.load(pos_ptr + tok).to(tl.int64)
@@ -720,8 +812,8 @@ def _rope_and_cache_write_triton(
         qkv.stride(0), q_out.stride(0), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         cos.stride(0), n_heads, n_kv_heads, eps,
         HEAD_DIM=head_dim, HALF=head_dim // 2, BLOCK_HALF=_block(head_dim // 2),
-        QK_NORM=qk_norm, GEMMA=gemma, LIBDEVICE=_libdevice(qkv),
-        num_warps=1 if head_dim <= 128 else 2,
+        QK_NORM=qk_norm, GEMMA=gemma, LIBDEVICE=_libdevice(qkv), PDL=_pdl(qkv),
+        num_warps=1 if head_dim <= 128 else 2, **_pdl_launch(qkv),
     )  # fmt: skip
     return q_out
 
@@ -740,8 +832,10 @@ def decode_attention_torch(
     scale: float,
     window: int = 0,
     softcap: float = 0.0,
+    partial: bool = False,
 ) -> torch.Tensor:
-    """Reference for :func:`decode_attention`: masked softmax over each row's cache slot."""
+    """Reference for :func:`decode_attention`: masked softmax over each row's cache slot
+    (never split, so ``partial`` changes nothing)."""
     acc = torch.promote_types(q.dtype, torch.float32)
     n_heads = q.shape[1]
     k = k_cache[slots].to(acc)  # [rows, n_kv_heads, max_len, head_dim]
@@ -786,6 +880,7 @@ def _decode_attention_kernel(
     BLOCK_N: tl.constexpr,
     SOFTCAP: tl.constexpr,
     SPLIT: tl.constexpr,
+    PDL: tl.constexpr,
 ):
     # program (row, head, split): positions [lo + split * chunk, lo + (split + 1) * chunk) of
     # the row's window. SPLIT (flash-decoding, for small batches whose few rows x heads would
@@ -794,6 +889,7 @@ def _decode_attention_kernel(
     row = tl.program_id(0).to(tl.int64)
     head = tl.program_id(1)
     split = tl.program_id(2)
+    _gdc_wait(PDL)
     kv_head = head // group
     dtype = out_ptr.dtype.element_ty
     d = tl.arange(0, BLOCK_D)
@@ -851,11 +947,13 @@ def _attention_combine_kernel(
     HEAD_DIM: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_S: tl.constexpr,
+    PDL: tl.constexpr,
 ):
     # program (row, head): softmax-weighted sum of the splits' partial outputs; an empty split
     # (m = -inf, l = 0) weighs 0
     row = tl.program_id(0).to(tl.int64)
     head = tl.program_id(1)
+    _gdc_wait(PDL)
     d = tl.arange(0, BLOCK_D)
     sp = tl.arange(0, BLOCK_S)
     s_mask = sp < n_splits
@@ -883,7 +981,8 @@ def decode_attention(
     scale: float,
     window: int = 0,
     softcap: float = 0.0,
-) -> torch.Tensor:
+    partial: bool = False,
+) -> torch.Tensor | AttentionParts:
     """Attention of one new query token per row over the row's slot of the KV cache.
 
     Args:
@@ -894,22 +993,24 @@ def decode_attention(
         scale: score scale (head_dim ** -0.5, or query_pre_attn_scalar ** -0.5 for Gemma).
         window: sliding window (attend to the last ``window`` positions), 0 for global layers.
         softcap: attention logit soft-capping (``c * tanh(s / c)``), 0 for none.
+        partial: where the kernel splits the positions (few rows), return the uncombined
+            :class:`AttentionParts` for :func:`norm_linear` to combine.
 
     Returns:
-        [rows, n_heads, head_dim] in q's dtype.
+        [rows, n_heads, head_dim] in q's dtype, or AttentionParts (see ``partial``).
     """
     return _dispatch(
         "decode_attention",
         q,
         _decode_attention_triton,
         decode_attention_torch,
-        (q, k_cache, v_cache, slots, lengths, scale, window, softcap),
+        (q, k_cache, v_cache, slots, lengths, scale, window, softcap, partial),
     )
 
 
 def _decode_attention_triton(
-    q, k_cache, v_cache, slots, lengths, scale, window, softcap
-) -> torch.Tensor:
+    q, k_cache, v_cache, slots, lengths, scale, window, softcap, partial
+) -> torch.Tensor | AttentionParts:
     """Launch the decode attention kernel (arguments as :func:`decode_attention`)."""
     rows, n_heads, head_dim = q.shape
     out = torch.empty_like(q)
@@ -934,20 +1035,84 @@ def _decode_attention_triton(
         out.stride(0), out.stride(1), n_heads // k_cache.shape[1], scale, softcap or 1.0,
         window or 1 << 30, chunk, parts,
         HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_N=block_n, SOFTCAP=bool(softcap),
-        SPLIT=splits > 1, num_warps=4,
+        SPLIT=splits > 1, PDL=_pdl(q), num_warps=4, **_pdl_launch(q),
     )  # fmt: skip
+    if splits > 1 and partial:
+        return AttentionParts(parts, head_dim, q.dtype)
     if splits > 1:
         kernels.attention_combine[(rows, n_heads)](
             parts, out, out.stride(0), out.stride(1), splits,
-            HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_S=_block(splits), num_warps=4,
+            HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_S=_block(splits), PDL=_pdl(q),
+            num_warps=4, **_pdl_launch(q),
         )  # fmt: skip
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# greedy choice
+# ---------------------------------------------------------------------------------------------
+
+
+def argmax_torch(logits: torch.Tensor) -> torch.Tensor:
+    """Reference for :func:`argmax`."""
+    return logits.argmax(-1)
+
+
+@no_type_check
+def _argmax_chunk_kernel(
+    x_ptr, val_ptr, idx_ptr, n_cols, stride_x, BLOCK: tl.constexpr, PDL: tl.constexpr
+):
+    # program (row, chunk): the chunk's largest logit and its first index
+    row = tl.program_id(0).to(tl.int64)
+    chunk = tl.program_id(1)
+    _gdc_wait(PDL)
+    cols = chunk * BLOCK + tl.arange(0, BLOCK)
+    v = tl.load(x_ptr + row * stride_x + cols, mask=cols < n_cols, other=-float("inf"))
+    v = v.to(tl.float32)
+    at = row * tl.num_programs(1) + chunk
+    tl.store(val_ptr + at, tl.max(v, axis=0))
+    tl.store(idx_ptr + at, chunk * BLOCK + tl.argmax(v, axis=0, tie_break_left=True))
+
+
+@no_type_check
+def _argmax_final_kernel(
+    val_ptr, idx_ptr, out_ptr, n_chunks, BLOCK_C: tl.constexpr, PDL: tl.constexpr
+):
+    # program (row): the first chunk holding the row's maximum, so ties go to the first index
+    row = tl.program_id(0).to(tl.int64)
+    _gdc_wait(PDL)
+    c = tl.arange(0, BLOCK_C)
+    vals = tl.load(val_ptr + row * n_chunks + c, mask=c < n_chunks, other=-float("inf"))
+    best = tl.argmax(vals, axis=0, tie_break_left=True)
+    tl.store(out_ptr + row, tl.load(idx_ptr + row * n_chunks + best).to(tl.int64))
+
+
+def argmax(logits: torch.Tensor) -> torch.Tensor:
+    """[rows, vocab] -> [rows] int64 index of each row's largest logit (the first one on ties,
+    as ``torch.argmax``), in two small kernels: chunk maxima over many programs, then the row's.
+    At batch 1 PyTorch's one-block reduction over a 50k-262k vocabulary takes 9-13 us."""
+    return _dispatch("argmax", logits, _argmax_triton, argmax_torch, (logits,))
+
+
+def _argmax_triton(logits: torch.Tensor) -> torch.Tensor:
+    rows, n_cols = logits.shape
+    block = 4096
+    n_chunks = triton.cdiv(n_cols, block)
+    vals = torch.empty((rows, n_chunks), dtype=torch.float32, device=logits.device)
+    idx = torch.empty((rows, n_chunks), dtype=torch.int32, device=logits.device)
+    out = torch.empty(rows, dtype=torch.int64, device=logits.device)
+    kernels, pdl = _triton_kernels(), _pdl(logits)
+    kernels.argmax_chunk[(rows, n_chunks)](logits, vals, idx, n_cols, logits.stride(0),
+                                           BLOCK=block, PDL=pdl, num_warps=8, **_pdl_launch(logits))  # fmt: skip
+    kernels.argmax_final[(rows,)](vals, idx, out, n_chunks, BLOCK_C=_block(n_chunks), PDL=pdl,
+                                  num_warps=4, **_pdl_launch(logits))  # fmt: skip
     return out
 
 
 @functools.cache
 def _triton_kernels() -> SimpleNamespace:
     """Import Triton and jit the kernels (once). TRITON_INTERPRET must be set before this."""
-    global triton, tl, libdevice, _activate
+    global triton, tl, libdevice, _activate, _gdc_wait
     import triton as _triton
     import triton.language as _tl
 
@@ -960,8 +1125,9 @@ def _triton_kernels() -> SimpleNamespace:
         libdevice = None
     logger.info("Triton %s kernels (interpreter: %s)", _triton.__version__,
                 os.environ.get("TRITON_INTERPRET") == "1")  # fmt: skip
-    # a helper called from kernel bodies is looked up as a module global when a kernel compiles
+    # helpers called from kernel bodies are looked up as module globals when a kernel compiles
     _activate = _triton.jit(_activate)
+    _gdc_wait = _triton.jit(_gdc_wait)
     return SimpleNamespace(
         add_rms_norm=_triton.jit(_add_rms_norm_kernel),
         norm_linear=_triton.jit(_norm_linear_kernel),
@@ -969,4 +1135,6 @@ def _triton_kernels() -> SimpleNamespace:
         rope_cache=_triton.jit(_rope_cache_kernel),
         decode_attention=_triton.jit(_decode_attention_kernel),
         attention_combine=_triton.jit(_attention_combine_kernel),
+        argmax_chunk=_triton.jit(_argmax_chunk_kernel),
+        argmax_final=_triton.jit(_argmax_final_kernel),
     )

@@ -250,7 +250,7 @@ class FastDecoder:
         tokens: torch.Tensor,
         positions: torch.Tensor,
         slots: torch.Tensor,
-        attend: Callable[[int, torch.Tensor], torch.Tensor],
+        attend: Callable[[int, torch.Tensor], torch.Tensor | kernels.AttentionParts],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """All layers over a flat batch of tokens; returns (last sublayer output, residual)."""
         spec = self.spec
@@ -271,7 +271,9 @@ class FastDecoder:
                 qkv, positions, slots, cos, sin, self.k_cache[i], self.v_cache[i],
                 spec.num_heads, spec.num_kv_heads, layer.q_norm, layer.k_norm, spec.eps, spec.gemma,
             )  # fmt: skip
-            h = F.linear(attend(i, q).reshape(rows, -1), layer.o)
+            attended = attend(i, q)
+            assert isinstance(attended, torch.Tensor)  # parts only come for a few rows
+            h = F.linear(attended.reshape(rows, -1), layer.o)
             if spec.gemma:  # residual + post_attn_norm(h), then pre_feedforward_norm
                 assert layer.pre_ff_norm is not None
                 x, residual = kernels.add_rms_norm(h, residual, layer.pre_ff_norm, spec.eps, True,
@@ -291,7 +293,7 @@ class FastDecoder:
         h: torch.Tensor,
         positions: torch.Tensor,
         slots: torch.Tensor,
-        attend: Callable[[int, torch.Tensor], torch.Tensor],
+        attend: Callable[[int, torch.Tensor], torch.Tensor | kernels.AttentionParts],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The same layers for a few rows (batch-1 decode): each norm runs inside the projection
         after it, and the activation inside the gate|up projection (kernels.norm_linear), so a
@@ -307,7 +309,10 @@ class FastDecoder:
                 qkv, positions, slots, cos, sin, self.k_cache[i], self.v_cache[i],
                 spec.num_heads, spec.num_kv_heads, layer.q_norm, layer.k_norm, spec.eps, spec.gemma,
             )  # fmt: skip
-            h, _ = kernels.norm_linear(attend(i, q).reshape(h.shape[0], -1), layer.o)
+            attended = attend(i, q)  # split attention comes uncombined: o combines it
+            if not isinstance(attended, kernels.AttentionParts):
+                attended = attended.reshape(h.shape[0], -1)
+            h, _ = kernels.norm_linear(attended, layer.o)
             # Gemma: residual + post_attn_norm(h), then pre_feedforward_norm; others: one norm
             norm, pre = (
                 (layer.pre_ff_norm, layer.post_attn_norm)
@@ -412,12 +417,13 @@ class FastDecoder:
         spec = self.spec
         lengths = positions + 1
 
-        def attend(i: int, q: torch.Tensor) -> torch.Tensor:
+        def attend(i: int, q: torch.Tensor) -> torch.Tensor | kernels.AttentionParts:
             return kernels.decode_attention(q, self.k_cache[i], self.v_cache[i], slots, lengths,
-                                            spec.attn_scale, spec.windows[i], spec.attn_softcap)  # fmt: skip
+                                            spec.attn_scale, spec.windows[i], spec.attn_softcap,
+                                            partial=q.shape[0] <= kernels.SMALL_ROWS)  # fmt: skip
 
         h, residual = self._forward(tokens, positions, slots, attend)
-        return self._logits(h, residual).argmax(-1)
+        return kernels.argmax(self._logits(h, residual))
 
     def weight_bytes(self) -> int:
         """Bytes of weights one decode step reads (embedding rows aside): the bandwidth bound."""
