@@ -1095,13 +1095,13 @@ def argmax(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _argmax_triton(logits: torch.Tensor) -> torch.Tensor:
+    kernels, pdl = _triton_kernels(), _pdl(logits)  # first: it imports triton
     rows, n_cols = logits.shape
     block = 4096
     n_chunks = triton.cdiv(n_cols, block)
     vals = torch.empty((rows, n_chunks), dtype=torch.float32, device=logits.device)
     idx = torch.empty((rows, n_chunks), dtype=torch.int32, device=logits.device)
     out = torch.empty(rows, dtype=torch.int64, device=logits.device)
-    kernels, pdl = _triton_kernels(), _pdl(logits)
     kernels.argmax_chunk[(rows, n_chunks)](logits, vals, idx, n_cols, logits.stride(0),
                                            BLOCK=block, PDL=pdl, num_warps=8, **_pdl_launch(logits))  # fmt: skip
     kernels.argmax_final[(rows,)](vals, idx, out, n_chunks, BLOCK_C=_block(n_chunks), PDL=pdl,
