@@ -149,3 +149,11 @@ def test_transformers_backend_generates_through_the_map(trimmed_folders: Any) ->
     assert got == [e.strip() for e in expected]
     assert "".join(small.stream(prompts[0], sampling)).strip() == got[0]
     assert small.score(prompts[:1], ["memory"])[0] < 0  # a log-probability, through the map
+
+
+def test_other_backends_refuse_a_trimmed_model(trimmed_folders: Any) -> None:
+    from pmpprag.generation import load_generator
+
+    _, small_dir, _ = trimmed_folders
+    with pytest.raises(ValueError, match="trimmed vocabulary"):
+        load_generator(GeneratorConfig(backend="ctranslate2", model=str(small_dir)))

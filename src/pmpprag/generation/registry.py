@@ -34,6 +34,8 @@ def load_generator(cfg: GeneratorConfig) -> Generator:
         raise ValueError(
             f"--generator.backend {cfg.backend!r}: choose one of {', '.join(GENERATORS)}"
         )
+    if cfg.backend not in ("transformers", "openai"):
+        _refuse_trimmed(cfg)
     started = time.perf_counter()
     module, name = GENERATORS[cfg.backend]
     generator: Generator = getattr(importlib.import_module(f"pmpprag.generation.{module}"), name)(
@@ -46,3 +48,17 @@ def load_generator(cfg: GeneratorConfig) -> Generator:
         time.perf_counter() - started,
     )
     return generator
+
+
+def _refuse_trimmed(cfg: GeneratorConfig) -> None:
+    """A trimmed-vocabulary model reads remapped ids, which only the transformers back-end
+    writes: any other back-end would feed it the tokenizer's ids and print garbage."""
+    from pathlib import Path
+
+    from pmpprag.generation.vocab import MAP_FILE
+
+    if (Path(cfg.model).expanduser() / MAP_FILE).is_file():
+        raise ValueError(
+            f"{cfg.model} has a trimmed vocabulary ({MAP_FILE}): only "
+            "--generator.backend transformers maps its ids; choose it, or use the full model"
+        )
