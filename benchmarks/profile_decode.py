@@ -4,8 +4,8 @@
 
 For each model shape (random bf16 weights, as in gpu_generate.py) and each variant of the step
 (``fast``; and gpu_generate.FAST_VARIANTS: ``fast-nopdl`` without programmatic dependent
-launch, ``fast-unfused`` without kernels.norm_linear: add_rms_norm + cuBLAS + act_and_mul), the captured CUDA graph of one decode step is replayed under
-torch.profiler. Per kernel name: launches per step and GPU microseconds per step; per variant:
+launch, ``fast-unfused`` without kernels.norm_linear: add_rms_norm + cuBLAS + act_and_mul),
+the captured CUDA graph of one decode step is replayed under torch.profiler. Per kernel name: launches per step and GPU microseconds per step; per variant:
 the step's wall time from CUDA events and the sum of kernel times, whose difference is the idle
 time between kernels (launch gaps). Writes profile_decode.json and prints a markdown table.
 """

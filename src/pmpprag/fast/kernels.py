@@ -5,17 +5,23 @@ Each op has a pure-PyTorch reference (``*_torch``), a Triton kernel (``_*_kernel
 dispatch function that picks between them (:func:`uses_triton`): Triton on CUDA tensors, or on
 CPU tensors under ``TRITON_INTERPRET=1`` (Triton's interpreter, for tests without a GPU).
 
-Why these four ops: at decode time a 135M-parameter model moves ~0.3 GB of weights per step
-and almost nothing else, so the step is bound by launches and small round trips through HBM.
+Why these ops: at decode time a 135M-parameter model moves ~0.3 GB of weights per step and
+almost nothing else, so the step is bound by launches and small round trips through HBM.
 Fusion removes both:
 
 - :func:`add_rms_norm` - residual add + RMSNorm (+ Gemma's sandwich norm before the add): one
   read and two writes of the hidden row instead of ~8 elementwise kernels.
 - :func:`act_and_mul` - SiLU(gate) * up or GELU-tanh(gate) * up over the fused gate|up GEMM.
+- :func:`norm_linear` - for a few rows (batch-1 decode): a matrix-vector product with the add +
+  RMSNorm before it and the act-and-mul after it in the same kernel (6 kernels a layer, not 9).
 - :func:`rope_and_cache_write` - per-head QK-norm (Qwen3, Gemma 3) + rotary embedding for q and
   k + the write of k and v into the slotted KV cache, in one kernel.
 - :func:`decode_attention` - one query token per sequence against its slot of the cache
-  (online softmax, sliding window, optional logit soft-capping), for short contexts.
+  (online softmax, sliding window, optional logit soft-capping), for short contexts; split over
+  programs for few rows, its splits combined by a kernel or inside the o-projection.
+- :func:`argmax` - the greedy token in two small kernels.
+
+On Hopper the decode-path kernels use programmatic dependent launch (see :data:`PDL`).
 
 Numerics follow transformers: every kernel computes in float32 and rounds to the tensor dtype
 exactly where transformers' bf16 modules round (after the norm, after the weight multiply,
