@@ -24,7 +24,13 @@ def assistant(corpus_index: Path) -> Assistant:
 
 
 def _sentences_with_markers(text: str) -> list[tuple[str, int]]:
-    return [(m.group(1).strip(), int(m.group(2))) for m in re.finditer(r"(.+?)\s\[(\d+)\]", text)]
+    """(sentence, n) for every quoted sentence: a run of sentences from one passage is cited
+    once, after its last sentence."""
+    return [
+        (sentence, int(m.group(2)))
+        for m in re.finditer(r"(.+?)\s\[(\d+)\]", text)
+        for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z0-9(`_])", m.group(1).strip())
+    ]
 
 
 def test_extractive_answer_quotes_and_cites_only_given_passages(assistant: Assistant) -> None:
@@ -51,8 +57,9 @@ def test_chinese_question_is_answered_in_chinese_from_the_chinese_notes(
     assert cjk_share(answer.text) >= 0.5 and "根据教材" not in answer.text  # no English, no lead-in
     quoted = re.findall(r"(.+?[。！？；：）])\[(\d+)\]", answer.text)
     assert quoted
-    for sentence, n in quoted:  # whole sentences of the cited Chinese passage, never cut off
-        assert sentence in answer.passages[int(n) - 1].chunk.text.replace("`", "")
+    for run, n in quoted:  # a run of whole sentences of the cited passage, cited once
+        for sentence in filter(None, re.split(r"(?<=[。！？；])", run)):
+            assert sentence in answer.passages[int(n) - 1].chunk.text.replace("`", "")
     assert {c.chunk_id for c in answer.citations} <= {h.chunk.chunk_id for h in answer.passages}
     assert all(c.page_label is None and c.section for c in answer.citations)  # cited by section
 
