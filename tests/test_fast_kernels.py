@@ -182,10 +182,13 @@ def run_norm_linear(device: str, dtype: torch.dtype) -> None:
                     torch.testing.assert_close(on[4].cpu(), res.to(dtype))  # input left as it was
 
 
-def test_norm_linear_over_max_k_runs_the_unfused_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("limit", [("MAX_K", 64), ("SMALL_ROWS", 1)])
+def test_norm_linear_past_its_limits_runs_the_unfused_kernels(
+    monkeypatch: pytest.MonkeyPatch, limit: tuple[str, int]
+) -> None:
     if os.environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("Triton was imported without TRITON_INTERPRET=1 (run this module on its own)")
-    monkeypatch.setattr(kernels, "MAX_K", 64)  # K = 100 no longer fits one program
+    monkeypatch.setattr(kernels, *limit)  # K = 100 over MAX_K, or 2 rows over SMALL_ROWS
     gen = torch.Generator().manual_seed(5)
     x, res, norm = (torch.randn(2, 100, generator=gen) for _ in range(3))
     weight = torch.randn(2 * 12, 100, generator=gen)
@@ -195,7 +198,7 @@ def test_norm_linear_over_max_k_runs_the_unfused_kernels(monkeypatch: pytest.Mon
     torch.testing.assert_close(out, expected, **tol(torch.float32))
     assert new_res is not None and expected_res is not None
     torch.testing.assert_close(new_res, expected_res, **tol(torch.float32))
-    assert new_res.data_ptr() != res.data_ptr()  # a new residual tensor, as from the kernel
+    assert new_res.data_ptr() == res.data_ptr()  # updated in place, as add_rms_norm does
 
 
 def run_argmax(device: str, dtype: torch.dtype) -> None:

@@ -544,8 +544,9 @@ def norm_linear(
         activation: "silu" / "gelu_tanh" for a fused gate|up projection, else None.
 
     Returns:
-        (output [rows, N], the new residual stream (a new tensor) or ``residual`` unchanged
-        without ``norm``).
+        (output [rows, N], the new residual stream or ``residual`` unchanged without ``norm``).
+        The fused kernel writes the new residual into a new tensor; the unfused kernels (more
+        than SMALL_ROWS rows, or K over MAX_K) update ``residual`` in place, as add_rms_norm.
     """
     if isinstance(x, AttentionParts) and (not uses_triton(x.parts) or "norm_linear" in FALLBACKS):
         x = combine_parts_torch(x)  # the PyTorch path takes the combined row
@@ -569,23 +570,24 @@ def combine_parts_torch(p: AttentionParts) -> torch.Tensor:
 def _norm_linear_triton(
     x, weight, bias, norm, residual, eps, gemma, pre_weight, activation
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Launch the fused small-batch linear kernel (arguments as :func:`norm_linear`); a K over
-    MAX_K, whose row does not fit one program's registers, runs the unfused ops instead."""
+    """Launch the fused small-batch linear kernel (arguments as :func:`norm_linear`). More than
+    SMALL_ROWS rows, or a K over MAX_K (a row that does not fit one program's registers), run
+    the unfused kernels instead: add + RMSNorm (the residual updated in place), cuBLAS,
+    act-and-multiply."""
     parts = x if isinstance(x, AttentionParts) else None
-    if parts is not None:  # (the model passes parts only where MAX_K holds the row)
-        x = parts.parts
-        rows, k = parts.rows, parts.width
-    else:
-        rows, k = x.shape
+    rows, k = (parts.rows, parts.width) if parts is not None else x.shape
     n_out = weight.shape[0] // (2 if activation else 1)
     block_k = _block(k)
-    if block_k > MAX_K:
+    if rows > SMALL_ROWS or block_k > MAX_K:
+        if parts is not None:
+            x = combine_parts_torch(parts)
         new_residual = residual
         if norm is not None:
-            x, new_residual = add_rms_norm(x, residual.clone() if residual is not None else None,
-                                           norm, eps, gemma, pre_weight)  # fmt: skip
+            x, new_residual = add_rms_norm(x, residual, norm, eps, gemma, pre_weight)
         y = F.linear(x, weight, bias)
         return (act_and_mul(y, activation) if activation else y), new_residual
+    if parts is not None:
+        x = parts.parts
     dtype = parts.dtype if parts is not None else x.dtype
     out = torch.empty((rows, n_out), dtype=dtype, device=x.device)
     res_out = torch.empty_like(x) if norm is not None else residual

@@ -260,47 +260,9 @@ class FastDecoder:
         residual: torch.Tensor | None = None
         pending_norm: torch.Tensor | None = None  # Gemma's post-feedforward norm of the last layer
         rows = tokens.shape[0]
-        if rows <= kernels.SMALL_ROWS:
-            return self._forward_small(h, positions, slots, attend)
-        for i, layer in enumerate(self.layers):
-            x, residual = kernels.add_rms_norm(h, residual, layer.input_norm, spec.eps, spec.gemma,
-                                               pending_norm)  # fmt: skip
-            qkv = F.linear(x, layer.qkv, layer.qkv_bias)
-            cos, sin = self.tables[spec.layer_types[i]]
-            q = kernels.rope_and_cache_write(
-                qkv, positions, slots, cos, sin, self.k_cache[i], self.v_cache[i],
-                spec.num_heads, spec.num_kv_heads, layer.q_norm, layer.k_norm, spec.eps, spec.gemma,
-            )  # fmt: skip
-            attended = attend(i, q)
-            assert isinstance(attended, torch.Tensor)  # parts only come for a few rows
-            h = F.linear(attended.reshape(rows, -1), layer.o)
-            if spec.gemma:  # residual + post_attn_norm(h), then pre_feedforward_norm
-                assert layer.pre_ff_norm is not None
-                x, residual = kernels.add_rms_norm(h, residual, layer.pre_ff_norm, spec.eps, True,
-                                                   layer.post_attn_norm)  # fmt: skip
-            else:
-                x, residual = kernels.add_rms_norm(
-                    h, residual, layer.post_attn_norm, spec.eps, False
-                )
-            gate_up = F.linear(x, layer.gate_up)
-            h = F.linear(kernels.act_and_mul(gate_up, spec.activation), layer.down)
-            pending_norm = layer.post_ff_norm
-        assert residual is not None
-        return h, residual
-
-    def _forward_small(
-        self,
-        h: torch.Tensor,
-        positions: torch.Tensor,
-        slots: torch.Tensor,
-        attend: Callable[[int, torch.Tensor], torch.Tensor | kernels.AttentionParts],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The same layers for a few rows (batch-1 decode): each norm runs inside the projection
-        after it, and the activation inside the gate|up projection (kernels.norm_linear), so a
-        layer is 6 kernels instead of 9. Same math and rounding as _forward."""
-        spec = self.spec
-        residual: torch.Tensor | None = None
-        pending_norm: torch.Tensor | None = None
+        # kernels.norm_linear runs each norm inside the projection after it and the activation
+        # inside the gate|up projection for a few rows (batch-1 decode: 6 kernels a layer, not
+        # 9); for more rows it runs add + RMSNorm, cuBLAS and act-and-multiply kernels.
         for i, layer in enumerate(self.layers):
             qkv, residual = kernels.norm_linear(h, layer.qkv, layer.qkv_bias, layer.input_norm,
                                                 residual, spec.eps, spec.gemma, pending_norm)  # fmt: skip
@@ -311,7 +273,7 @@ class FastDecoder:
             )  # fmt: skip
             attended = attend(i, q)  # split attention comes uncombined: o combines it
             if not isinstance(attended, kernels.AttentionParts):
-                attended = attended.reshape(h.shape[0], -1)
+                attended = attended.reshape(rows, -1)
             h, _ = kernels.norm_linear(attended, layer.o)
             # Gemma: residual + post_attn_norm(h), then pre_feedforward_norm; others: one norm
             norm, pre = (
