@@ -96,6 +96,23 @@ FAST_VARIANTS: dict[str, dict[str, Any]] = {
     "fast-unfused": {"SMALL_ROWS": 0, "PDL": False},
 }
 ENGINES = ["hf-eager", "hf-static", "vllm", "fast", *FAST_VARIANTS]
+
+
+@contextlib.contextmanager
+def kernel_settings(settings: dict[str, Any]) -> Any:
+    """pmpprag.fast.kernels module settings (a FAST_VARIANTS entry) for the block, then back."""
+    from pmpprag.fast import kernels
+
+    saved = {k: getattr(kernels, k) for k in settings}
+    for k, v in settings.items():
+        setattr(kernels, k, v)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(kernels, k, v)
+
+
 # "cuda"; "cpu" only for --cpu-smoke, a dry run of this script's plumbing on tiny layer counts
 DEVICE = "cuda"
 LAYERS = 0  # 0: as published
@@ -557,20 +574,12 @@ def bench_model(name: str, args: argparse.Namespace, report: dict[str, Any]) -> 
     for variant, settings in FAST_VARIANTS.items():  # batch-1 ablations of the fast path
         if variant not in args.engines or "batch1" not in workloads:
             continue
-        from pmpprag.fast import kernels
-
-        saved = {k: getattr(kernels, k) for k in settings}
-        for k, v in settings.items():
-            setattr(kernels, k, v)
-        try:
+        with kernel_settings(settings):
             engine = FastEngine.from_model(model, max_slots=1, max_len=64 + new["batch1"])
             prompts = make_prompts("batch1", config.vocab_size)
             record(variant, "batch1",
                    functools.partial(run_fast, engine, prompts, new["batch1"]), new["batch1"])  # fmt: skip
             del engine
-        finally:
-            for k, v in saved.items():
-                setattr(kernels, k, v)
         gc.collect()
         empty_cache()
     if "fast" in args.engines:

@@ -30,15 +30,12 @@ STEPS = 30  # replays profiled per variant (at most the engine's sync_every: its
 
 def profile_variant(model: Any, settings: dict[str, Any]) -> dict[str, Any]:
     import torch
-    from gpu_generate import cuda_time
+    from gpu_generate import cuda_time, kernel_settings
     from torch.profiler import ProfilerActivity, profile
 
-    from pmpprag.fast import FastEngine, kernels
+    from pmpprag.fast import FastEngine
 
-    saved = {k: getattr(kernels, k) for k in settings}
-    for k, v in settings.items():
-        setattr(kernels, k, v)
-    try:
+    with kernel_settings(settings):
         engine = FastEngine.from_model(model, max_slots=1, max_len=512)
         engine.capture([1])
         bucket = engine.buckets[1]
@@ -76,9 +73,6 @@ def profile_variant(model: Any, settings: dict[str, Any]) -> dict[str, Any]:
             "launches_per_step": round(sum(v[0] for v in per_kernel.values()), 1),
             "kernels": rows,
         }
-    finally:
-        for k, v in saved.items():
-            setattr(kernels, k, v)
 
 
 def main() -> None:

@@ -34,27 +34,38 @@ PROMPTS = ROOT / "benchmarks" / "prompts" / "real_weights.json"
 MODELS = {"smollm2": "smollm2-135m-instruct", "gemma3": "gemma3-270m"}
 
 
+def dev_questions(n: int) -> list[str]:
+    """n of the team's dev questions, half Chinese (open), half English (mcq stems). Shared
+    with vocab_trim.py."""
+    rows = [json.loads(line) for line in (ROOT / "data/dev/open_zh_dev.jsonl").open()]
+    rows += [json.loads(line) for line in (ROOT / "data/dev/mcq_dev.jsonl").open()]
+    zh = [r["question"] for r in rows if r["id"].startswith("dev-zh")][: n // 2]
+    en = [r["question"] for r in rows if not r["id"].startswith("dev-zh")][: n - len(zh)]
+    return zh + en
+
+
 def make_prompts(n: int = 20) -> None:
     """Chat-template token ids of n dev questions (half Chinese, half English), per model."""
     from transformers import AutoTokenizer
 
     from pmpprag.models import resolve
 
-    rows = [json.loads(line) for line in (ROOT / "data/dev/open_zh_dev.jsonl").open()]
-    rows += [json.loads(line) for line in (ROOT / "data/dev/mcq_dev.jsonl").open()]
-    zh = [r["question"] for r in rows if r["id"].startswith("dev-zh")][: n // 2]
-    en = [r["question"] for r in rows if not r["id"].startswith("dev-zh")][: n - len(zh)]
     out: dict[str, Any] = {}
     for key, name in MODELS.items():
         tokenizer = AutoTokenizer.from_pretrained(resolve(name).path_or_id)
         out[key] = [
             tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=True,
                                           add_generation_prompt=True, return_dict=False)
-            for q in zh + en
+            for q in dev_questions(n)
         ]  # fmt: skip
     PROMPTS.parent.mkdir(parents=True, exist_ok=True)
     PROMPTS.write_text(json.dumps(out))
     print(f"wrote {PROMPTS}: {', '.join(f'{k} {len(v)}' for k, v in out.items())}")
+
+
+def first_divergence(got: list[int], expected: list[int]) -> int | None:
+    """Index of the first token where two greedy outputs differ, None if they never do."""
+    return next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b), None)
 
 
 def compare(model: Any, prompts: list[list[int]], new: int, device: str) -> dict[str, Any]:
@@ -72,7 +83,7 @@ def compare(model: Any, prompts: list[list[int]], new: int, device: str) -> dict
     got = engine.generate(prompts, new).tokens
     rows = []
     for p, g, e in zip(prompts, got, expected, strict=True):
-        first = next((i for i, (a, b) in enumerate(zip(g, e, strict=False)) if a != b), None)
+        first = first_divergence(g, e)
         row: dict[str, Any] = {"equal": g == e, "first_divergence": first, "reference": e}
         if first is not None:  # the reference's top-2 logit gap where the two parted
             with torch.no_grad():
@@ -97,12 +108,9 @@ def vllm_tokens(model: Any, prompts: list[list[int]], new: int) -> list[list[int
     import subprocess
     import tempfile
 
-    # a GGUF-loaded model keeps a quantizer marker that makes save_pretrained refuse; its
-    # weights are already de-quantised (as models.py does it)
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.is_quantized = False
+    from pmpprag.models import drop_gguf_quantizer
+
+    drop_gguf_quantizer(model)
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         code = (
@@ -160,9 +168,10 @@ def main() -> None:
             report["vllm_vs_transformers_bf16_first_32"] = {
                 "equal": sum(g == e for g, e in zip(got, reference, strict=True)),
                 "prompts": len(prompts),
-                "first_divergence": [next((i for i, (a, b) in enumerate(zip(g, e, strict=False))
-                                           if a != b), None) for g, e in zip(got, reference, strict=True)],
-            }  # fmt: skip
+                "first_divergence": [
+                    first_divergence(g, e) for g, e in zip(got, reference, strict=True)
+                ],
+            }
         except Exception as err:
             report["vllm_vs_transformers_bf16_first_32"] = {"error": f"{type(err).__name__}: {err}"}
         print("vLLM vs transformers (bf16, first 32 tokens):",

@@ -20,18 +20,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from real_weights_equality import dev_questions  # benchmarks/ is on sys.path as the script's folder
+
 from pmpprag import models
 from pmpprag.generation import GeneratorConfig, SamplingConfig, load_generator
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def dev_questions(n: int) -> list[str]:
-    rows = [json.loads(line) for line in (ROOT / "data/dev/open_zh_dev.jsonl").open()]
-    rows += [json.loads(line) for line in (ROOT / "data/dev/mcq_dev.jsonl").open()]
-    zh = [r["question"] for r in rows if r["id"].startswith("dev-zh")][: n // 2]
-    en = [r["question"] for r in rows if not r["id"].startswith("dev-zh")][: n - len(zh)]
-    return zh + en
 
 
 def measure(model: str, questions: list[str], new: int, adapter: str | None) -> dict[str, Any]:

@@ -229,12 +229,7 @@ def _converted_folder(packaged: PackagedModel) -> Path:
     model: Any = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=torch.float32
     )
-    # A GGUF-loaded model carries a quantizer that makes save_pretrained refuse; the weights
-    # are already de-quantised to fp32, so the marker is dropped before saving.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.is_quantized = False
+    drop_gguf_quantizer(model)
     if packaged.end_of_turn:  # generation also ends at the end of a reply
         model.generation_config.eos_token_id = tokenizer.eos_token_id
     # Written into a temporary sibling and renamed: an interrupted conversion never leaves a
@@ -246,6 +241,15 @@ def _converted_folder(packaged: PackagedModel) -> Path:
             json.dumps({"name": packaged.name, "gguf": str(gguf), "hub_id": packaged.hub_id})
         )
     return target
+
+
+def drop_gguf_quantizer(model: Any) -> None:
+    """A GGUF-loaded model carries a quantizer marker that makes save_pretrained refuse; its
+    weights are already de-quantised, so the marker is dropped before saving."""
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
 
 
 def _set_chat(tokenizer: Any, packaged: PackagedModel) -> bool:
