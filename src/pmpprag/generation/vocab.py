@@ -75,9 +75,7 @@ class VocabMap:
         if not self._pieces:
             pieces = tokenizer.convert_ids_to_tokens(self.keep)
             self._pieces = {p: i for p, i in zip(pieces, self.keep, strict=True) if p}
-        piece = tokenizer.convert_ids_to_tokens(int(old))
-        if _BYTE.fullmatch(piece):
-            return [self._new[self.byte_ids[token_bytes(tokenizer, old)[0]]]]
+        piece = tokenizer.convert_ids_to_tokens(int(old))  # never a byte token: all are kept
         out: list[int] = []
         start = 0
         while start < len(piece):
@@ -108,13 +106,6 @@ class VocabMap:
             return None
         data = json.loads(path.read_text())
         return cls(list(data["keep"]), {int(b): int(i) for b, i in data["byte_ids"].items()})
-
-
-def token_bytes(tokenizer: Any, token_id: int) -> bytes:
-    """The UTF-8 bytes a token stands for (a byte token for its byte; "▁" is a space)."""
-    piece = tokenizer.convert_ids_to_tokens(int(token_id))
-    m = _BYTE.fullmatch(piece)
-    return bytes([int(m.group(1), 16)]) if m else piece.replace("\u2581", " ").encode("utf-8")
 
 
 def build_vocab_map(tokenizer: Any, texts: Iterable[str]) -> VocabMap:
