@@ -95,7 +95,11 @@ FAST_VARIANTS: dict[str, dict[str, Any]] = {
     "fast-nopdl": {"PDL": False},
     "fast-unfused": {"SMALL_ROWS": 0, "PDL": False},
 }
-ENGINES = ["hf-eager", "hf-static", "vllm", "fast", *FAST_VARIANTS]
+ENGINES = ["hf-eager", "hf-static", "vllm", "vllm-lora", "fast", *FAST_VARIANTS]
+# vllm-lora: vLLM serving the base model plus an unmerged LoRA adapter (rank below, every linear
+# layer, random values) through LoRARequest; the vllm row is the merged model (same shapes).
+LORA_RANK = 16
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 @contextlib.contextmanager
@@ -230,13 +234,14 @@ def run_hf(model: Any, prompts: list[list[int]], new: int, static: bool) -> dict
 
 
 def run_vllm(
-    name: str, workloads: list[str], new_cap: dict[str, int], timeout: int
+    name: str, workloads: list[str], new_cap: dict[str, int], timeout: int, lora: bool = False
 ) -> dict[str, Any]:
-    """vLLM in a subprocess (its engine processes and GPU memory go away with it)."""
+    """vLLM in a subprocess (its engine processes and GPU memory go away with it); with
+    ``lora``, an unmerged random LoRA adapter on every request."""
     with tempfile.TemporaryDirectory() as tmp:
         make_config(name).save_pretrained(tmp)
         cmd = [sys.executable, __file__, "--vllm-worker", tmp, "--workloads", *workloads,
-               "--new-tokens-json", json.dumps(new_cap)]  # fmt: skip
+               "--new-tokens-json", json.dumps(new_cap), *(["--vllm-lora"] if lora else [])]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         for line in proc.stdout.splitlines():
             if line.startswith("VLLM_RESULT "):
@@ -244,14 +249,41 @@ def run_vllm(
         raise RuntimeError(f"vLLM worker exited {proc.returncode}: {proc.stderr[-1500:]}")
 
 
-def vllm_worker(model_dir: str, workloads: list[str], new_cap: dict[str, int]) -> None:
+def random_adapter(model_dir: str) -> str:
+    """A rank-LORA_RANK LoRA adapter with random (non-zero) values for the model's config."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(model_dir)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    lora = LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, target_modules=LORA_TARGETS,
+                      init_lora_weights=False)  # fmt: skip
+    peft_model = get_peft_model(model, lora)
+    state = {k: torch.randn(v.shape, dtype=torch.bfloat16) * 0.01
+             for k, v in peft_model.state_dict().items() if "lora_" in k}  # fmt: skip
+    adapter = str(Path(model_dir) / "adapter")
+    peft_model.save_pretrained(adapter, state_dict=state)
+    return adapter
+
+
+def vllm_worker(model_dir: str, workloads: list[str], new_cap: dict[str, int],
+                lora: bool = False) -> None:  # fmt: skip
     from vllm import LLM, SamplingParams
 
     config = json.loads(Path(model_dir, "config.json").read_text())
     longest = max(WORKLOADS[w][1][1] + new_cap[w] for w in workloads)
+    extra: dict[str, Any] = {}
+    request = None
+    if lora:
+        from vllm.lora.request import LoRARequest
+
+        extra = dict(enable_lora=True, max_lora_rank=LORA_RANK, max_loras=1)
+        request = LoRARequest("random", 1, random_adapter(model_dir))
     llm = LLM(model=model_dir, load_format="dummy", dtype="bfloat16", skip_tokenizer_init=True,
               max_model_len=longest + 16, gpu_memory_utilization=0.6, seed=0,
-              max_num_seqs=max(256, max(WORKLOADS[w][0] for w in workloads)))  # fmt: skip
+              max_num_seqs=max(256, max(WORKLOADS[w][0] for w in workloads)), **extra)  # fmt: skip
     results = {}
     for workload in workloads:
         prompts = [{"prompt_token_ids": p} for p in make_prompts(workload, config["vocab_size"])]
@@ -260,9 +292,10 @@ def vllm_worker(model_dir: str, workloads: list[str], new_cap: dict[str, int]) -
             temperature=0.0, max_tokens=new, ignore_eos=True, detokenize=False
         )
         llm.generate(prompts[:8], SamplingParams(temperature=0.0, max_tokens=8, ignore_eos=True,
-                                                 detokenize=False), use_tqdm=False)  # fmt: skip
+                                                 detokenize=False),
+                     use_tqdm=False, lora_request=request)  # fmt: skip
         start = time.perf_counter()
-        outs = llm.generate(prompts, sampling, use_tqdm=False)
+        outs = llm.generate(prompts, sampling, use_tqdm=False, lora_request=request)
         seconds = time.perf_counter() - start
         results[workload] = {"new_tokens": sum(len(o.outputs[0].token_ids) for o in outs),
                              "seconds": seconds}  # fmt: skip
@@ -626,25 +659,30 @@ def bench_model(name: str, args: argparse.Namespace, report: dict[str, Any]) -> 
     del model
     gc.collect()
     empty_cache()
-    if "vllm" in args.engines:
+    for engine_name in ("vllm", "vllm-lora"):
+        if engine_name not in args.engines:
+            continue
         try:
             import vllm  # noqa: F401
         except ImportError:
             got: dict[str, Any] = {w: {"error": "vllm not importable"} for w in workloads}
         else:
             try:
-                got = run_vllm(name, workloads, new, args.vllm_timeout)
+                got = run_vllm(name, workloads, new, args.vllm_timeout, engine_name == "vllm-lora")
             except Exception as err:
                 got = {w: {"error": f"{type(err).__name__}: {err}"} for w in workloads}
         for w in workloads:
-            row = {"model": name, "workload": w, "engine": "vllm", "new_per_seq": new[w], **got[w]}
+            row = {"model": name, "workload": w, "engine": engine_name, "new_per_seq": new[w],
+                   **got[w]}  # fmt: skip
             if "seconds" in row:
                 row["tokens_per_s"] = row["new_tokens"] / row["seconds"]
-            rows[("vllm", w)] = row
+            rows[(engine_name, w)] = row
             print(json.dumps(row), flush=True)
     for (engine_name, w), row in rows.items():
         vllm_row = rows.get(("vllm", w), {})
-        if engine_name == "fast" and row.get("tokens_per_s") and vllm_row.get("tokens_per_s"):
+        if engine_name in ("fast", "vllm-lora") and row.get("tokens_per_s") and vllm_row.get(
+            "tokens_per_s"
+        ):
             row["vs_vllm"] = row["tokens_per_s"] / vllm_row["tokens_per_s"]
     report["rows"] += list(rows.values())
 
@@ -685,9 +723,11 @@ def main() -> None:
     )
     parser.add_argument("--vllm-worker", help=argparse.SUPPRESS)
     parser.add_argument("--new-tokens-json", help=argparse.SUPPRESS)
+    parser.add_argument("--vllm-lora", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.vllm_worker:
-        vllm_worker(args.vllm_worker, args.workloads, json.loads(args.new_tokens_json))
+        vllm_worker(args.vllm_worker, args.workloads, json.loads(args.new_tokens_json),
+                    args.vllm_lora)  # fmt: skip
         return
     if args.quick:
         args.models = [m for m in args.models if m in ("smollm2-135m", "gemma-3-270m")]

@@ -183,6 +183,26 @@ def test_overlap_flags_copied_questions(tmp_path: Path) -> None:
     }
 
 
+def test_report_without_matplotlib_keeps_its_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bare GPU machine has no matplotlib: the report leaves the charts out, not the tables."""
+    import sys
+
+    from pmpprag.eval.report import render_report
+
+    items = [TestItem(id="a", question="What is a warp?", answer="32 threads", chapter=4),
+             TestItem(id="b", question="什么是 warp？", answer="32 个线程", chapter=4)]  # fmt: skip
+    rows = score_items(items, ["A warp is 32 threads.", "warp 是 32 个线程。"])
+    for row in rows:
+        row["wall_s"] = 0.5
+    metrics = summarise(rows, 1.0)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    report = render_report(tmp_path, rows, metrics, "no charts")
+    assert "## Per chapter" in report and "| 4 | 2 |" in report and "chars/s" in report
+    assert "![" not in report and not list(tmp_path.glob("*.png"))
+
+
 # --- eval run / grade / ablate for real --------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -9,11 +10,19 @@ from typing import Any
 from pmpprag.eval.overlap import overlap_markdown
 from pmpprag.eval.results import AblationRow, ChapterScores, RunMetrics
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["ablation_chart", "ablation_table", "render_report"]
 
 
-def _pyplot() -> Any:
-    import matplotlib
+def _pyplot() -> Any | None:
+    """matplotlib's pyplot, or None where it is not installed (a bare GPU machine): the report
+    then keeps its tables and leaves the charts out."""
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        logger.warning("charts skipped: matplotlib is not installed here")
+        return None
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
@@ -26,9 +35,9 @@ def _fmt(value: Any) -> str:
 
 
 def _chapter_chart(out: Path, by_chapter: dict[str, ChapterScores]) -> str | None:
-    if not by_chapter:
+    plt = _pyplot() if by_chapter else None
+    if plt is None:
         return None
-    plt = _pyplot()
     chapters = list(by_chapter)
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(chapters)), 3.5))
     width = 0.4
@@ -48,9 +57,9 @@ def _chapter_chart(out: Path, by_chapter: dict[str, ChapterScores]) -> str | Non
 
 
 def _speed_chart(out: Path, rows_latency: list[float]) -> str | None:
-    if not rows_latency:
+    plt = _pyplot() if rows_latency else None
+    if plt is None:
         return None
-    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.hist(rows_latency, bins=30)
     ax.set_xlabel("latency per question (s)")
@@ -97,9 +106,10 @@ def render_report(out: Path, rows: list[dict[str, Any]], metrics: RunMetrics, ti
                 lines.append(f"| {name} | {_fmt(v['mean'])} | {v['n']} | {v['failures']} |")
         lines.append("")
     chart = _chapter_chart(out, metrics.by_chapter)
-    if chart:
-        lines += ["## Per chapter", "", f"![accuracy per chapter]({chart})", "",
-                  "| chapter | n | mcq accuracy | key-point coverage | course metric |",
+    if metrics.by_chapter:
+        lines += ["## Per chapter", ""]
+        lines += [f"![accuracy per chapter]({chart})", ""] if chart else []
+        lines += ["| chapter | n | mcq accuracy | key-point coverage | course metric |",
                   "|---|---|---|---|---|"]  # fmt: skip
         for c, v in metrics.by_chapter.items():
             lines.append(f"| {c} | {v.n} | {_fmt(v.mcq_accuracy)} | "
@@ -121,6 +131,8 @@ def render_report(out: Path, rows: list[dict[str, Any]], metrics: RunMetrics, ti
 def ablation_chart(out: Path, rows: list[AblationRow]) -> str:
     """Grouped bars: mcq accuracy, key-point coverage and course metric per variant."""
     plt = _pyplot()
+    if plt is None:
+        raise ModuleNotFoundError("the ablation chart needs matplotlib: pip install matplotlib")
     ran = [r for r in rows if not r.skipped]
     keys = [("mcq_accuracy", "mcq accuracy"), ("key_point_coverage", "key-point coverage"),
             ("course_rouge_l", "course metric")]  # fmt: skip

@@ -97,6 +97,9 @@ class GeneratorConfig:
     concurrency: int = option(8, "openai: requests in flight at once")
     gpu_memory_utilization: float = option(0.85, "vllm: fraction of GPU memory to use")
     max_model_len: int | None = option(None, "vllm: context length (default: the model's)")
+    max_num_seqs: int = option(
+        256, "vllm, fast: sequences decoded at once (fast: KV-cache slots of max length each)"
+    )
     load_format: str = option("auto", "vllm: 'dummy' = random weights, for speed benchmarks only")
 
 

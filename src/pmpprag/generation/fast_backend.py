@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from pmpprag import models
 from pmpprag.generation.base import (
@@ -31,10 +32,34 @@ logger = logging.getLogger(__name__)
 __all__ = ["FastGenerator"]
 
 
+def _fitting_slots(config: Any, wanted: int, length: int, device: str, dtype: Any) -> int:
+    """KV-cache slots: ``wanted``, or fewer where the cache would take over half the free
+    memory of the device (each slot holds ``length`` positions of every layer's keys and
+    values)."""
+    import torch
+
+    text = getattr(config, "text_config", config)
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    per_slot = (2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * length
+                * torch.empty(0, dtype=dtype).element_size())  # fmt: skip
+    if str(device).startswith("cuda"):
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+    else:
+        import psutil
+
+        free = psutil.virtual_memory().available
+    fits = max(1, int(free * 0.5 // per_slot))
+    if fits < wanted:
+        logger.warning("fast: %d KV-cache slots of %d positions fit in half the free memory "
+                       "(%.1f GiB); using %d, not --generator.max_num_seqs %d",
+                       fits, length, free / 2**30, fits, wanted)  # fmt: skip
+    return min(wanted, fits)
+
+
 class FastGenerator:
     name = "fast"
 
-    def __init__(self, cfg: GeneratorConfig, max_slots: int = 64, max_len: int = 4096) -> None:
+    def __init__(self, cfg: GeneratorConfig, max_len: int = 4096) -> None:
         import torch
 
         from pmpprag.fast.engine import FastEngine
@@ -47,9 +72,9 @@ class FastGenerator:
             model = PeftModel.from_pretrained(model, cfg.adapter).merge_and_unload()
         self.context_window = int(getattr(model.config, "max_position_embeddings", 2048))
         length = min(max_len, self.context_window)
-        self.engine = FastEngine.from_model(
-            model, max_slots, length, device=cfg.device, dtype=getattr(torch, cfg.dtype)
-        )
+        dtype = getattr(torch, cfg.dtype)
+        slots = _fitting_slots(model.config, cfg.max_num_seqs, length, cfg.device, dtype)
+        self.engine = FastEngine.from_model(model, slots, length, device=cfg.device, dtype=dtype)
         self.eos = self.tokenizer.eos_token_id
         self._lock = threading.Lock()  # one engine call at a time: it owns the cache slots
 

@@ -99,6 +99,7 @@ class VLLMGenerator(_VLLMTokens):
         kwargs: dict[str, Any] = {
             "gpu_memory_utilization": cfg.gpu_memory_utilization,
             "load_format": cfg.load_format,
+            "max_num_seqs": cfg.max_num_seqs,
         }
         if cfg.max_model_len:
             kwargs["max_model_len"] = cfg.max_model_len
@@ -165,6 +166,7 @@ class VLLMAsyncGenerator(_VLLMTokens):
             gpu_memory_utilization=cfg.gpu_memory_utilization,
             load_format=cfg.load_format,
             max_model_len=cfg.max_model_len,
+            max_num_seqs=cfg.max_num_seqs,
             enable_lora=bool(cfg.adapter),
             max_lora_rank=64,
         )
