@@ -94,6 +94,8 @@ WORKLOADS = {
 FAST_VARIANTS: dict[str, dict[str, Any]] = {
     "fast-nopdl": {"PDL": False},
     "fast-unfused": {"SMALL_ROWS": 0, "PDL": False},
+    # the o-projection combines split attention at any split count (default: up to 8 splits)
+    "fast-combine-in-o": {"FUSED_COMBINE_SPLITS": 1 << 30},
 }
 ENGINES = ["hf-eager", "hf-static", "vllm", "vllm-lora", "fast", *FAST_VARIANTS]
 # vllm-lora: vLLM serving the base model plus an unmerged LoRA adapter (rank below, every linear

@@ -73,7 +73,7 @@ def reference(model: Any, prompt: list[int], new: int, eos: int | None, device: 
 
 def check_family(family: str, backend: kernels.Backend, device: str = "cpu",
                  lengths: list[int] = PROMPT_LENGTHS, new: int = NEW_TOKENS,
-                 with_eos: bool = True) -> None:  # fmt: skip
+                 with_eos: bool = True, pad_lone_prefill: bool = False) -> None:  # fmt: skip
     model = tiny_model(family).to(device)
     batch = prompts(lengths)
     expected = [reference(model, p, new, None, device) for p in batch]
@@ -81,10 +81,14 @@ def check_family(family: str, backend: kernels.Backend, device: str = "cpu",
     old = kernels.set_backend(backend)
     try:
         engine = FastEngine.from_model(model, max_slots=2, max_len=32, device=device, sync_every=4)
+        if pad_lone_prefill:  # what CUDA graphs do, run eagerly: lone prompts padded to 16
+            engine.graph_prefill_max = 32
         got = engine.generate(batch, new)
     finally:
         kernels.set_backend(old)
     assert got.tokens == expected
+    if engine.graph_prefill_max:  # prompts that joined alone went through the padded prefill
+        assert set(engine.prefill_graphs) == {16}
     assert got.decode_steps > new  # more prompts than slots: several rounds
     assert all(t > 0 for t in got.ttft_s)
     if not with_eos:
@@ -108,13 +112,19 @@ def test_fast_engine_matches_transformers_greedy_torch_fallback(family: str) -> 
     check_family(family, "torch")
 
 
+@pytest.mark.parametrize("family", ["llama", "gemma3_text"])
+def test_lone_prompt_prefill_padded_to_a_power_of_two_changes_nothing(family: str) -> None:
+    check_family(family, "torch", pad_lone_prefill=True, with_eos=False)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton")
 @pytest.mark.parametrize("family", ["qwen3", "gemma3_text"])
 def test_fast_engine_matches_transformers_greedy_triton_interpreter(family: str) -> None:
     if os.environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("Triton was imported without TRITON_INTERPRET=1")
     # the interpreter runs each Triton program in Python: short prompts, still past the window
-    check_family(family, "triton", lengths=[4, 7, 2], new=6, with_eos=False)
+    check_family(family, "triton", lengths=[4, 7, 2], new=6, with_eos=False,
+                 pad_lone_prefill=True)  # fmt: skip
 
 
 @pytest.mark.gpu

@@ -77,17 +77,34 @@ class _Bucket:
         self.graph: Any = None  # torch.cuda.CUDAGraph once captured
 
 
+class _PrefillGraph:
+    """Static inputs of a one-prompt prefill padded to ``length`` tokens, and its graph."""
+
+    def __init__(self, length: int, device: torch.device, scratch_slot: int) -> None:
+        self.length = length
+        self.tokens = torch.zeros(1, length, dtype=torch.long, device=device)
+        self.slot = torch.full((1,), scratch_slot, dtype=torch.long, device=device)
+        self.last = torch.zeros(1, dtype=torch.long, device=device)
+        self.out: torch.Tensor | None = None  # the graph's output (the first new token)
+        self.graph: Any = None
+
+
 class FastEngine:
     """Greedy generation on :class:`FastDecoder` with a slotted cache and CUDA graphs."""
 
     def __init__(self, decoder: FastDecoder, use_cuda_graphs: bool | None = None,
-                 sync_every: int = 32, prefill_tokens: int = 16384) -> None:  # fmt: skip
+                 sync_every: int = 32, prefill_tokens: int = 16384,
+                 graph_prefill_max: int = 2048) -> None:  # fmt: skip
         """
         Args:
             decoder: the model with its KV cache (``max_slots`` concurrent requests).
-            use_cuda_graphs: capture the decode step (default: on CUDA).
+            use_cuda_graphs: capture the decode step, and the prefill of a lone prompt of at
+                most ``graph_prefill_max`` tokens (default: on CUDA).
             sync_every: decode steps replayed between two host syncs.
             prefill_tokens: padded prompt tokens per prefill batch (bounds activation memory).
+            graph_prefill_max: longest lone prompt whose prefill is padded to a power of two
+                and replayed as a CUDA graph (0: never). A batch-1 prefill is hundreds of small
+                kernels whose launches, not their work, take the time.
         """
         self.decoder = decoder
         self.device = decoder.device
@@ -97,6 +114,8 @@ class FastEngine:
         self.sync_every = sync_every
         self.prefill_tokens = prefill_tokens
         self.buckets: dict[int, _Bucket] = {}
+        self.graph_prefill_max = graph_prefill_max if self.use_cuda_graphs else 0
+        self.prefill_graphs: dict[int, _PrefillGraph] = {}
         self._pool: Any = None
         sizes = [1, 2, 4, 8, 16, 32, *range(64, decoder.max_slots, 32), decoder.max_slots]
         self.bucket_sizes = sorted({s for s in sizes if s <= decoder.max_slots})
@@ -208,11 +227,53 @@ class FastEngine:
                 longest = longest_if
             for req in batch:
                 req.slot = free.pop()
-            first = self.decoder.prefill([r.prompt for r in batch], [r.slot for r in batch])
+            if len(batch) == 1 and len(batch[0].prompt) <= self.graph_prefill_max:
+                first = self._prefill_one(batch[0].prompt, batch[0].slot)
+            else:
+                first = self.decoder.prefill([r.prompt for r in batch], [r.slot for r in batch])
             for req, token in zip(batch, first.tolist(), strict=True):
                 req.out.append(token)
             admitted += batch
         return admitted
+
+    def _prefill_one(self, prompt: list[int], slot: int) -> torch.Tensor:
+        """One prompt's prefill, padded to a power of two (at least 16, at most ``max_len``)
+        and replayed from that length's CUDA graph (captured on first use)."""
+        length = min(max(16, 1 << (len(prompt) - 1).bit_length()), self.decoder.max_len)
+        pg = self.prefill_graphs.get(length)
+        if pg is None:
+            pg = _PrefillGraph(length, self.device, self.decoder.max_slots)
+            if self.use_cuda_graphs:
+                self._capture_prefill(pg)
+            self.prefill_graphs[length] = pg
+        padded = torch.zeros(1, length, dtype=torch.long)
+        padded[0, : len(prompt)] = torch.tensor(prompt)
+        pg.tokens.copy_(padded.to(self.device, non_blocking=True))
+        pg.slot.fill_(slot)
+        pg.last.fill_(len(prompt) - 1)
+        if pg.graph is None:
+            return self.decoder.prefill_padded(pg.tokens, pg.slot, pg.last)
+        pg.graph.replay()
+        assert pg.out is not None
+        return pg.out.clone()
+
+    def _capture_prefill(self, pg: _PrefillGraph) -> None:
+        """As :meth:`_capture`, for a padded one-prompt prefill; warm-up and capture write only
+        the scratch slot."""
+        pg.slot.fill_(self.decoder.max_slots)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self.decoder.prefill_padded(pg.tokens, pg.slot, pg.last)
+        torch.cuda.current_stream().wait_stream(stream)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            pg.out = self.decoder.prefill_padded(pg.tokens, pg.slot, pg.last)
+        pg.graph = graph
+        logger.info("captured the one-prompt prefill for %d tokens", pg.length)
 
     def _bucket(self, rows: int) -> _Bucket:
         size = next(s for s in self.bucket_sizes if s >= rows)

@@ -388,6 +388,10 @@ class AttentionParts:
 # Rows up to this use :func:`norm_linear`'s GEMV kernel in the decode step; larger batches use
 # add_rms_norm + cuBLAS + act_and_mul, whose tensor-core GEMMs win once the weights are reused.
 SMALL_ROWS = 4
+# Split attention hands norm_linear (the o-projection) its uncombined parts only up to this many
+# splits: every o-projection program re-reads all of them, which costs more than the separate
+# combine kernel for gemma-3-270m's 16 splits of 256-wide heads (profile_decode on an H100).
+FUSED_COMBINE_SPLITS = 8
 # The longest input row (power of two) one program holds: the kernel keeps it in registers.
 MAX_K = 8192
 
@@ -1001,7 +1005,8 @@ def decode_attention(
         scale: score scale (head_dim ** -0.5, or query_pre_attn_scalar ** -0.5 for Gemma).
         window: sliding window (attend to the last ``window`` positions), 0 for global layers.
         softcap: attention logit soft-capping (``c * tanh(s / c)``), 0 for none.
-        partial: where the kernel splits the positions (few rows), return the uncombined
+        partial: where the kernel splits the positions (few rows) into at most
+            ``FUSED_COMBINE_SPLITS`` splits, return the uncombined
             :class:`AttentionParts` for :func:`norm_linear` to combine.
 
     Returns:
@@ -1045,7 +1050,7 @@ def _decode_attention_triton(
         HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_N=block_n, SOFTCAP=bool(softcap),
         SPLIT=splits > 1, PDL=_pdl(q), num_warps=4, **_pdl_launch(q),
     )  # fmt: skip
-    if splits > 1 and partial:
+    if splits > 1 and partial and splits <= FUSED_COMBINE_SPLITS:
         return AttentionParts(parts, head_dim, q.dtype)
     if splits > 1:
         kernels.attention_combine[(rows, n_heads)](

@@ -318,16 +318,35 @@ class FastDecoder:
         for r, prompt in enumerate(prompts):
             tokens[r, : len(prompt)] = torch.tensor(prompt)
         slot_t = torch.tensor(slots, dtype=torch.long, device=dev)
+        last = torch.tensor([len(p) - 1 for p in prompts], dtype=torch.long, device=dev)
+        return self.prefill_padded(tokens.to(dev), slot_t, last)
+
+    def prefill_padded(
+        self, tokens: torch.Tensor, slots: torch.Tensor, last: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`prefill` on device tensors of fixed shapes, so a CUDA graph can capture it.
+
+        Args:
+            tokens: [requests, length] int64 prompts, right-padded.
+            slots: [requests] int64 cache slot of each prompt.
+            last: [requests] int64 index of each prompt's last token in its row.
+
+        Returns:
+            [requests] the greedy first new token of each prompt.
+        """
+        requests, longest = tokens.shape
+        dev = self.device
         positions = torch.arange(longest, device=dev).repeat(requests)
-        flat_slots = slot_t.repeat_interleave(longest)
+        # a contiguous copy (kernels index it flat); repeat_interleave would sync with the host
+        flat_slots = slots[:, None].expand(requests, longest).contiguous().view(-1)
         masks = {w: self._prefill_mask(longest, w) for w in set(self.spec.windows)}
 
         def attend(i: int, q: torch.Tensor) -> torch.Tensor:
-            return self._prefill_attention(i, q, slot_t, longest, masks[self.spec.windows[i]])
+            return self._prefill_attention(i, q, slots, longest, masks[self.spec.windows[i]])
 
-        h, residual = self._forward(tokens.to(dev).reshape(-1), positions, flat_slots, attend)
-        last = torch.tensor([r * longest + len(p) - 1 for r, p in enumerate(prompts)], device=dev)
-        logits = self._logits(h[last], residual[last])
+        h, residual = self._forward(tokens.reshape(-1), positions, flat_slots, attend)
+        rows = torch.arange(requests, device=dev) * longest + last
+        logits = self._logits(h[rows], residual[rows])
         return logits.argmax(-1)
 
     def _prefill_mask(self, length: int, window: int) -> torch.Tensor:
