@@ -682,11 +682,35 @@ def bench_model(name: str, args: argparse.Namespace, report: dict[str, Any]) -> 
             print(json.dumps(row), flush=True)
     for (engine_name, w), row in rows.items():
         vllm_row = rows.get(("vllm", w), {})
-        if engine_name in ("fast", "vllm-lora") and row.get("tokens_per_s") and vllm_row.get(
-            "tokens_per_s"
+        if (
+            engine_name in ("fast", "vllm-lora")
+            and row.get("tokens_per_s")
+            and vllm_row.get("tokens_per_s")
         ):
             row["vs_vllm"] = row["tokens_per_s"] / vllm_row["tokens_per_s"]
     report["rows"] += list(rows.values())
+
+
+def merge(paths: list[str], out: Path) -> None:
+    """One report from several commands' reports, which must come from the same GPU model."""
+    reports = [json.loads(Path(p).read_text()) for p in paths]
+    gpus = {r["gpu"] for r in reports}
+    if len(gpus) != 1:
+        sys.exit(f"--merge: the reports come from different GPUs ({sorted(gpus)}): rerun them "
+                 "on one machine kind")  # fmt: skip
+    merged = dict(reports[0])
+    merged["command"] = " ; ".join(r["command"] for r in reports)
+    merged["copy_gb_per_s"] = min(r["copy_gb_per_s"] for r in reports)
+    merged["copy_bandwidth"] = merged["copy_gb_per_s"] * 1e9
+    merged["workloads"] = {w: v for r in reports for w, v in r["workloads"].items()}
+    for key in ("rows", "kernels"):
+        merged[key] = [x for r in reports for x in r[key]]
+    merged["checks"] = {k: v for r in reports for k, v in r["checks"].items()}
+    merged["kernel_fallbacks"] = {k: v for r in reports for k, v in r["kernel_fallbacks"].items()}
+    merged["merged_from"] = [Path(p).name for p in paths]
+    out.write_text(json.dumps(merged, indent=1, default=str) + "\n")
+    print(table(merged))
+    print(f"wrote {out}")
 
 
 def main() -> None:
@@ -723,6 +747,13 @@ def main() -> None:
         action="store_true",
         help="dry run on the CPU (PyTorch fallbacks, 2 layers, tiny workloads)",
     )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="join the reports of one run split over several commands (one per model: a GPU "
+        "command may run 10 minutes) into one JSON and table; no GPU needed",
+    )
     parser.add_argument("--vllm-worker", help=argparse.SUPPRESS)
     parser.add_argument("--new-tokens-json", help=argparse.SUPPRESS)
     parser.add_argument("--vllm-lora", action="store_true", help=argparse.SUPPRESS)
@@ -730,6 +761,9 @@ def main() -> None:
     if args.vllm_worker:
         vllm_worker(args.vllm_worker, args.workloads, json.loads(args.new_tokens_json),
                     args.vllm_lora)  # fmt: skip
+        return
+    if args.merge:
+        merge(args.merge, Path(args.out, f"gpu_generate{'-' + args.tag if args.tag else ''}.json"))
         return
     if args.quick:
         args.models = [m for m in args.models if m in ("smollm2-135m", "gemma-3-270m")]
