@@ -23,9 +23,11 @@ table; each back-end's eval grade outputs and server log go to OUT/serve_grading
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -54,6 +56,35 @@ def answer_tokens(model: str, answers: list[str]) -> int:
     return sum(len(tokenizer.encode(a, add_special_tokens=False)) for a in answers)
 
 
+def wait_until_ready(server: subprocess.Popen[bytes], url: str, timeout_s: float) -> None:
+    """Poll ``GET /`` until the server answers; fail at once if its process exits."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited ({server.returncode}) before it was ready")
+        try:
+            if httpx.get(url + "/", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    raise TimeoutError(f"{url} did not answer GET / in {timeout_s:.0f} s")
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's process group, SIGKILL after 60 s; returns once it is gone."""
+    for sig, wait in ((signal.SIGTERM, 60), (signal.SIGKILL, 30)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, sig)
+        try:
+            server.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def grade_backend(backend: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Serve with one back-end, grade it, stop it; the row of the table."""
     from pmpprag.eval.grade import GradeConfig, run
@@ -68,21 +99,21 @@ def grade_backend(backend: str, args: argparse.Namespace, out: Path) -> dict[str
         [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}  # fmt: skip
     row: dict[str, Any] = {"backend": backend, "serve_command": " ".join(cmd[1:])}
     started = time.perf_counter()
+    url = f"http://127.0.0.1:{port}"
     with (folder / "server.log").open("w") as log:
-        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        # its own session: vLLM's engine processes go down with the server
+        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+                                  start_new_session=True)  # fmt: skip
         try:
-            metrics = run(GradeConfig(url=f"http://127.0.0.1:{port}", testset=Path(args.testset),
-                                      out=folder, ready_timeout_s=args.ready_timeout,
-                                      limit=args.limit))  # fmt: skip
+            wait_until_ready(server, url, args.ready_timeout)
+            row["ready_s"] = round(time.perf_counter() - started, 1)
+            metrics = run(GradeConfig(url=url, testset=Path(args.testset), out=folder,
+                                      ready_timeout_s=30, limit=args.limit))  # fmt: skip
         except Exception as err:
             tail = (folder / "server.log").read_text(errors="replace")[-3000:]
             return {**row, "error": f"{type(err).__name__}: {err}", "server_log_tail": tail}
         finally:
-            server.terminate()
-            try:
-                server.wait(60)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop(server)
     speed, quality = metrics.speed, metrics.quality
     answers = [json.loads(line)["answer"] for line in (folder / "results.jsonl").open()]
     tokens = answer_tokens(args.model, answers)

@@ -83,11 +83,14 @@ def check_family(family: str, backend: kernels.Backend, device: str = "cpu",
         engine = FastEngine.from_model(model, max_slots=2, max_len=32, device=device, sync_every=4)
         if pad_lone_prefill:  # what CUDA graphs do, run eagerly: lone prompts padded to 16
             engine.graph_prefill_max = 32
+        if device == "cuda":  # a server's start-up: every graph captured before any request
+            engine.capture_all()
+            assert set(engine.buckets) == {1, 2} and set(engine.prefill_graphs) == {16, 32}
         got = engine.generate(batch, new)
     finally:
         kernels.set_backend(old)
     assert got.tokens == expected
-    if engine.graph_prefill_max:  # prompts that joined alone went through the padded prefill
+    if engine.graph_prefill_max and device == "cpu":  # lone prompts took the padded prefill
         assert set(engine.prefill_graphs) == {16}
     assert got.decode_steps > new  # more prompts than slots: several rounds
     assert all(t > 0 for t in got.ttft_s)

@@ -240,12 +240,7 @@ class FastEngine:
         """One prompt's prefill, padded to a power of two (at least 16, at most ``max_len``)
         and replayed from that length's CUDA graph (captured on first use)."""
         length = min(max(16, 1 << (len(prompt) - 1).bit_length()), self.decoder.max_len)
-        pg = self.prefill_graphs.get(length)
-        if pg is None:
-            pg = _PrefillGraph(length, self.device, self.decoder.max_slots)
-            if self.use_cuda_graphs:
-                self._capture_prefill(pg)
-            self.prefill_graphs[length] = pg
+        pg = self._prefill_graph(length)
         padded = torch.zeros(1, length, dtype=torch.long)
         padded[0, : len(prompt)] = torch.tensor(prompt)
         pg.tokens.copy_(padded.to(self.device, non_blocking=True))
@@ -256,6 +251,29 @@ class FastEngine:
         pg.graph.replay()
         assert pg.out is not None
         return pg.out.clone()
+
+    def _prefill_graph(self, length: int) -> _PrefillGraph:
+        pg = self.prefill_graphs.get(length)
+        if pg is None:
+            pg = _PrefillGraph(length, self.device, self.decoder.max_slots)
+            if self.use_cuda_graphs:
+                self._capture_prefill(pg)
+            self.prefill_graphs[length] = pg
+        return pg
+
+    def capture_all(self) -> None:
+        """Capture every decode batch bucket and every one-prompt prefill length now (a server
+        at start-up), so no request waits for a capture when its batch shrinks or grows."""
+        if not self.use_cuda_graphs:
+            return
+        started = time.perf_counter()
+        self.capture(self.bucket_sizes)
+        length = 16
+        while length <= min(self.graph_prefill_max, self.decoder.max_len):
+            self._prefill_graph(length)
+            length *= 2
+        logger.info("captured %d decode buckets and %d prefill lengths in %.1f s",
+                    len(self.buckets), len(self.prefill_graphs), time.perf_counter() - started)  # fmt: skip
 
     def _capture_prefill(self, pg: _PrefillGraph) -> None:
         """As :meth:`_capture`, for a padded one-prompt prefill; warm-up and capture write only

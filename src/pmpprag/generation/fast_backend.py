@@ -75,6 +75,7 @@ class FastGenerator:
         dtype = getattr(torch, cfg.dtype)
         slots = _fitting_slots(model.config, cfg.max_num_seqs, length, cfg.device, dtype)
         self.engine = FastEngine.from_model(model, slots, length, device=cfg.device, dtype=dtype)
+        self.engine.capture_all()  # CUDA graphs for every batch size now, not mid-request
         self.eos = self.tokenizer.eos_token_id
         self._lock = threading.Lock()  # one engine call at a time: it owns the cache slots
 
