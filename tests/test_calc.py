@@ -258,6 +258,45 @@ ZH_CASES = [
 ]
 
 
+# Worked examples from later chapters: latency hiding, scans of a given list, the three-phase
+# scan, a radix-sort pass, grid-dimension limits, constant-memory chunks, MPI stencil slabs.
+# Written for these tests with numbers of their own.
+ZH_CASES += [
+    (
+        "每个 warp 执行 20 条独立指令后发出一次 300 个周期的全局加载。每个调度器需要多少个 warp？"
+        "SM 有 4 个调度器、最多驻留 48 个 warp，够吗？",
+        [(16.0,), (64.0,)],
+    ),
+    ("写出 x = [3 1 4 1 5] 的包含扫描和排除扫描结果。", [(3, 4, 8, 9, 14), (0, 3, 4, 8, 9)]),
+    ("What is the exclusive scan of [1, 2, 3, 4]?", [(0, 1, 3, 6), (1, 3, 6, 10)]),
+    (
+        "三阶段扫描用 64 个线程、COARSE_FACTOR = 8，求各阶段加法次数与总数。",
+        [(448.0, 321.0, 441.0, 1210.0), (512 * 9 - 511.0,)],
+    ),
+    (
+        "对键 [5 2 7 4] 做 1 位基数排序第 1 位的一趟，写出每个键的目标下标和输出。",
+        [(5.0, 4.0, 2.0, 7.0)],
+    ),
+    (
+        "A radix-sort pass on bit 0 of the keys [4 7 2 9]: what is the destination index of key 2?",
+        [(1.0,), (4.0, 2.0, 7.0, 9.0)],
+    ),
+    (
+        "n = 10^8 个元素、每块 256 个线程，为什么网格应放在 x 维而不是 y 维？",
+        [(390625.0,)],
+    ),
+    (
+        "把 16 字节的结构体分块放入常量内存，M = 50,000 个、CHUNK_SIZE = 1024：每块多少字节，"
+        "启动几次 kernel？",
+        [(16384.0,), (49.0, 848.0), (4096.0,)],
+    ),
+    (
+        "一个 128×128×256 的 float 网格沿 z 方向分给 4 个进程，半径 R = 4，求平面数与光环字节数。",
+        [(64.0, 72.0), (65536.0, 262144.0, 524288.0)],
+    ),
+]
+
+
 @pytest.mark.parametrize(("question", "expected"), ZH_CASES, ids=[c[0][:24] for c in ZH_CASES])
 def test_chinese_wording_and_new_solvers(question: str, expected: list[tuple[float, ...]]) -> None:
     results = solve(question)

@@ -27,9 +27,12 @@ from collections.abc import Callable
 from pmpprag.rag.calc._common import Lowered, Result, lowered
 from pmpprag.rag.calc._memory import (
     bandwidth,
+    constant_chunks,
     halo_bytes,
+    latency_warps,
     occupancy,
     roofline,
+    stencil_partition,
     struct_field_fraction,
 )
 from pmpprag.rag.calc._numbers import float_bits
@@ -38,8 +41,11 @@ from pmpprag.rag.calc._patterns import (
     conv_layer,
     conv_tile,
     ell_index,
+    radix_pass,
+    scan_example,
     scan_work,
     sparse_storage,
+    three_phase_scan,
 )
 from pmpprag.rag.calc._speedup import amdahl, simd_efficiency
 from pmpprag.rag.calc._threads import (
@@ -49,6 +55,7 @@ from pmpprag.rag.calc._threads import (
     child_launches,
     global_index,
     grid_2d,
+    grid_limits,
     launch_shape,
     linear_index,
     warp_lane,
@@ -69,12 +76,22 @@ SOLVERS: tuple[Callable[[Lowered], list[Result]], ...] = (
     amdahl,
     simd_efficiency,
     occupancy,
+    latency_warps,
     roofline,
+    # Worked examples named by their words: a radix-sort pass and the three-phase scan before
+    # any scan reader, a given list's scans before scan_work; MPI slabs and constant-memory
+    # chunks state sizes that the launch readers below would take for a grid.
+    radix_pass,
+    three_phase_scan,
+    scan_example,
+    stencil_partition,
+    constant_chunks,
     # 2D before 1D: an image question names a block size too, and blocks_1d would count
     # blocks over the wrong quantity. Warp/lane before warps-per-block before block counts.
     grid_2d,
     warp_lane,
     warps_per_block,
+    grid_limits,  # before blocks_1d: "which grid dimension" questions state n and a block size
     blocks_1d,
     # Indices and counts that need their own words ("row-major", "global index", "scan").
     linear_index,
@@ -99,6 +116,44 @@ SOLVERS: tuple[Callable[[Lowered], list[Result]], ...] = (
 # The English words of the solvers' worked clauses, for an answer in Chinese (longest first;
 # formulas, identifiers and units stay as they are).
 _ZH_WORDS: tuple[tuple[str, str], ...] = (
+    ("processes with the data server", "个进程（含数据服务器）"),
+    ("an interior process sends", "内部进程每步发送"),
+    ("onesBefore (exclusive scan)", "onesBefore（排除扫描）"),
+    ("gridDim.y, gridDim.z limit", "gridDim.y、gridDim.z 上限"),
+    ("Kogge-Stone on all", "Kogge-Stone 直接扫描全部"),
+    ("records a chunk", "条记录/块"),
+    ("bytes each step", "字节/步"),
+    ("warps per scheduler", "个 warp/调度器"),
+    ("planes per process", "个平面/进程"),
+    ("the local buffer", "本地缓冲区"),
+    ("the last chunk", "最后一块"),
+    ("bytes per chunk", "字节/块"),
+    ("inclusive scan", "包含扫描"),
+    ("exclusive scan", "排除扫描"),
+    ("gridDim.x limit", "gridDim.x 上限"),
+    ("warps per SM", "个 warp/SM"),
+    ("0-bit keys go to", "位为 0 的键去"),
+    ("1-bit keys to", "位为 1 的键去"),
+    ("destinations", "目标下标"),
+    ("not enough", "不够"),
+    ("per chunk", "每块"),
+    ("launches", "次启动"),
+    ("a plane", "一个平面"),
+    ("a halo", "一个光环"),
+    ("exceeds", "超限"),
+    ("enough", "足够"),
+    ("output", "输出"),
+    ("phase", "阶段"),
+    ("total", "合计"),
+    ("at most", "最多"),
+    ("elements", "个元素"),
+    ("keys", "键"),
+    ("key", "键"),
+    ("planes", "个平面"),
+    ("bytes", "字节"),
+    ("bits", "位"),
+    ("bit", "位"),
+    ("fits", "未超限"),
     ("min(threads", "min(线程槽"),
     ("block slots", "block 槽"),
     ("shared memory", "共享内存"),

@@ -1,13 +1,16 @@
-"""Solvers for memory and resources (chapters 4-6): occupancy from an SM's limits, the roofline
-bound, peak bandwidth, halo bytes, and the useful fraction of a strided struct access."""
+"""Solvers for memory and resources (chapters 4-6, 17, 20): occupancy from an SM's limits,
+warps that hide a latency, the roofline bound, peak bandwidth, halo bytes and a stencil's MPI
+slabs, constant-memory chunks, and the useful fraction of a strided struct access."""
 
 from __future__ import annotations
 
+import math
 import re
 
 from pmpprag.rag.calc._common import (
     ASK_BLOCKS,
     BLOCK_SIZE,
+    NUM,
     Lowered,
     Result,
     asking_part,
@@ -161,3 +164,91 @@ def struct_field_fraction(q: Lowered) -> list[Result]:
     if fields < 2:
         return []
     return [Result((100 / fields,), f"1 of {fields} fields = {100 / fields:g}%")]
+
+
+def latency_warps(q: Lowered) -> list[Result]:
+    """Latency hiding (chapter 4): while one warp waits L cycles the others must issue L
+    instructions; a warp issues I between its long-latency loads, so a scheduler needs
+    ceil(L / I) + 1 warps; an SM needs that per scheduler, within its resident-warp limit."""
+    i = find_number(r"(\d+)\s*(?:条|个)?\s*(?:相互)?(?:独立的?)?\s*(?:指令|independent instructions)"
+                    r"|(\d+)\s*instructions", q)  # fmt: skip
+    wait = find_number(r"(\d+)\s*(?:个)?\s*(?:周期|cycles?)", q)
+    asks = asking_part(q)
+    if not i or not wait or not re.search(r"how many warps|多少个?\s*warp|warps? (?:are )?needed"
+                                          r"|需要.{0,8}warp|enough warps", asks):  # fmt: skip
+        return []
+    per = math.ceil(wait / i) + 1
+    ratio = f"{wait:g} / {i:g}" if wait % i == 0 else f"ceil({wait:g} / {i:g})"
+    out = [Result((float(per),), f"{ratio} + 1 = {per} warps per scheduler")]
+    schedulers = find_number(r"(\d+)\s*(?:个)?\s*(?:warp\s*)?(?:调度器|schedulers)", q)
+    cap = find_number(r"(?:最多|at most|up to|maximum of)\s*(?:驻留\s*)?(\d+)\s*(?:个)?\s*(?:resident\s*)?"
+                      r"warps?|(\d+)\s*(?:个)?\s*(?:resident\s*)?warps?\s*per\s*sm", q)  # fmt: skip
+    if schedulers:
+        total = per * schedulers
+        work = f"{schedulers:g} x {per} = {total:g} warps per SM"
+        if cap:
+            work += f" <= {cap:g}: enough" if total <= cap else f" > {cap:g}: not enough"
+        out.append(Result((total,), work))
+    return out
+
+
+def constant_chunks(q: Lowered) -> list[Result]:
+    """An array too large for constant memory goes in chunks (chapter 17): CHUNK_SIZE x record
+    bytes a chunk, ceil(M / CHUNK_SIZE) launches, the last chunk's remainder, and at most
+    64 KB / record bytes records a chunk."""
+    if not re.search(r"constant memory|常量内存", q):
+        return []
+    size = find_number(r"(\d+)\s*(?:字节|bytes?|-byte)\s*(?:的)?\s*(?:结构体|struct|records?)", q)
+    chunk = find_number(r"chunk_size\s*(?:=|is|of)\s*" + NUM, q)
+    if not size or not chunk:
+        return []
+    out = [Result((chunk * size,), f"{chunk:g} x {size:g} = {chunk * size:g} bytes per chunk")]
+    m = find_number(r"\bm\s*=\s*" + NUM + r"|" + NUM + r"\s*(?:个)?\s*(?:samples|样本)", q)
+    if m:
+        launches = math.ceil(m / chunk)
+        last = m - (launches - 1) * chunk
+        out.append(Result((float(launches), last),
+                          f"ceil({m:g} / {chunk:g}) = {launches} launches; the last chunk "
+                          f"{m:g} - {launches - 1} x {chunk:g} = {last:g}"))  # fmt: skip
+    limit = 65536 // size
+    out.append(
+        Result(
+            (float(limit),),
+            f"65536 / {size:g} = {65536 / size:.6g}: at most {limit:g} records a chunk",
+        )
+    )
+    return out
+
+
+def stencil_partition(q: Lowered) -> list[Result]:
+    """A 3D grid split into slabs along z over P MPI processes (chapter 20): z / P planes each,
+    X x Y values a plane, R planes a halo, a local buffer of z / P + 2R planes, two halos sent
+    a step by an interior process, one more process for a data server."""
+    grid = re.search(r"(\d+)\s*[x×]\s*(\d+)\s*[x×]\s*(\d+)", q)
+    procs = find_number(
+        r"(\d+)\s*(?:个)?\s*(?:计算)?\s*(?:进程|(?:compute |mpi )?processes|ranks)", q
+    )
+    r = find_number(
+        r"\br\s*=\s*(\d+)|radius\s*(?:r\s*)?(?:=\s*|of\s*)?(\d+)|半径\s*(?:r\s*)?=?\s*(\d+)", q
+    )
+    if not grid or not procs or not r or not re.search(r"halo|光环|plane|平面", q):
+        return []
+    x, y, z = (int(g) for g in grid.groups())
+    if z % procs:
+        return []
+    size = 8 if "double" in q else 4
+    planes, plane = z / procs, x * y * size
+    halo = r * plane
+    out = [
+        Result((planes, planes + 2 * r),
+               f"{z} / {procs:g} = {planes:g} planes per process; the local buffer "
+               f"{planes:g} + 2 x {r:g} = {planes + 2 * r:g} planes"),
+        Result((plane, halo, 2 * halo),
+               f"a plane {x} x {y} x {size} = {plane:.0f} bytes; a halo {r:g} x {plane:.0f} = "
+               f"{halo:.0f} bytes; an interior process sends 2 x {halo:.0f} = {2 * halo:.0f} bytes each step"),
+    ]  # fmt: skip
+    if re.search(r"data server|数据服务器", q):
+        out.append(
+            Result((procs + 1,), f"{procs:g} + 1 = {procs + 1:g} processes with the data server")
+        )
+    return out

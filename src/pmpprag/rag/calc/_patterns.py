@@ -1,5 +1,6 @@
-"""Solvers for parallel patterns (chapters 7-16): scan work, a tiled convolution's output tile,
-a convolution layer's sizes, sparse-matrix storage and an ELL index."""
+"""Solvers for parallel patterns (chapters 7-16): scan work, scans of a given list, the
+three-phase scan, a radix-sort pass, a tiled convolution's output tile, a convolution layer's
+sizes, sparse-matrix storage and an ELL index."""
 
 from __future__ import annotations
 
@@ -163,4 +164,118 @@ def sparse_storage(q: Lowered) -> list[Result]:
                 f"ELL-COO: 2 x {rows:.15g} x {width:.15g} + 3 x {extra:.15g} = {total:.15g} words",
             )
         )
+    return out
+
+
+def _int_list(q: Lowered) -> list[int] | None:
+    """The first bracketed list of integers in the question ("x = [2 5 1 4 3]"), or None."""
+    m = re.search(r"\[\s*(-?\d+(?:\s*[,，]?\s+-?\d+|\s*[,，]\s*-?\d+)+)\s*\]", q)
+    if not m:
+        return None
+    values = [int(v) for v in re.findall(r"-?\d+", m.group(1))]
+    return values if 2 <= len(values) <= 32 else None
+
+
+def _show(values: list[int]) -> str:
+    return "[" + " ".join(str(v) for v in values) + "]"
+
+
+def _exclusive(values: list[int]) -> list[int]:
+    return [sum(values[:i]) for i in range(len(values))]
+
+
+def scan_example(q: Lowered) -> list[Result]:
+    """Inclusive and exclusive (prefix-sum) scans of a list the question gives."""
+    values = _int_list(q)
+    if (
+        not values
+        or not re.search(r"\bscan|扫描|前缀和|prefix sum", q)
+        or re.search(r"radix|基数", q)
+    ):
+        return []
+    inclusive = [sum(values[: i + 1]) for i in range(len(values))]
+    exclusive = _exclusive(values)
+    out = [
+        Result(
+            tuple(float(v) for v in inclusive),
+            f"inclusive scan {_show(values)} -> {_show(inclusive)}",
+        ),
+        Result(tuple(float(v) for v in exclusive), f"exclusive scan -> {_show(exclusive)}"),
+    ]
+    if re.search(r"exclusive|排除|不包含", asking_part(q)) and not re.search(
+        r"\binclusive|包含扫描", asking_part(q).replace("不包含", "")
+    ):
+        out = [
+            Result(out[1].values, f"exclusive scan {_show(values)} -> {_show(exclusive)}"),
+            Result(out[0].values, f"inclusive scan -> {_show(inclusive)}"),
+        ]
+    return out
+
+
+def radix_pass(q: Lowered) -> list[Result]:
+    """One pass of a scan-based 1-bit radix sort (chapter 13) over the keys the question gives:
+    bit i, onesBefore = exclusive scan of the bits, 0-bit keys to i - onesBefore[i], 1-bit keys
+    to (N - totalOnes) + onesBefore[i]."""
+    keys = _int_list(q)
+    bit = find_number(r"第\s*(\d+)\s*位|bit\s*(\d+)|(\d+)(?:st|nd|rd|th)\s*bit", q)
+    if not keys or bit is None or not re.search(r"radix|基数", q) or min(keys) < 0:
+        return []
+    b = int(bit)
+    bits = [(k >> b) & 1 for k in keys]
+    ones_before = _exclusive(bits)
+    total = ones_before[-1] + bits[-1]
+    n = len(keys)
+    dest = [(n - total) + ones_before[i] if bits[i] else i - ones_before[i] for i in range(n)]
+    output = [0] * n
+    for key, d in zip(keys, dest, strict=True):
+        output[d] = key
+    asked = re.search(
+        r"(?:destination|目标下标|目标位置).{0,60}?(?:key|键)\s*(\d+)", asking_part(q)
+    )
+    first: list[Result] = []
+    if asked and int(asked.group(1)) in keys:  # "the destination index of key 1": that one
+        i = keys.index(int(asked.group(1)))
+        rule = f"({n} - {total}) + {ones_before[i]}" if bits[i] else f"{i} - {ones_before[i]}"
+        first = [
+            Result((float(dest[i]),), f"key {keys[i]} (i = {i}, bit {bits[i]}): {rule} = {dest[i]}")
+        ]
+    return [
+        *first,
+        Result(tuple(float(v) for v in output),
+               f"keys {_show(keys)}, bit {b}: bits {_show(bits)}; onesBefore (exclusive scan) "
+               f"{_show(ones_before)}; totalOnes = {total}; 0-bit keys go to i - onesBefore[i], "
+               f"1-bit keys to ({n} - {total}) + onesBefore[i]: destinations {_show(dest)}; "
+               f"output {_show(output)}"),
+    ]  # fmt: skip
+
+
+def three_phase_scan(q: Lowered) -> list[Result]:
+    """Additions of the coarsened three-phase scan (chapter 11): T threads, C elements each:
+    phase 1 T(C - 1), phase 2 a parallel scan of the T section sums, phase 3 (T - 1)(C - 1);
+    against a Kogge-Stone scan of all T x C elements."""
+    if not re.search(r"three[- ]phase|3[- ]phase|三阶段", q):
+        return []
+    t = find_number(r"(\d+)\s*(?:个)?\s*(?:threads|线程)", q)
+    c = find_number(r"coarse_factor\s*=\s*(\d+)|(\d+)\s*(?:elements|个元素)\s*(?:per|each|每个)\s*thread"
+                    r"|每个线程\D{0,8}?(\d+)\s*个?元素", q)  # fmt: skip
+    if not t or not c or t < 2 or math.log2(t) != int(math.log2(t)):
+        return []
+    t, c = int(t), int(c)
+    n = t * c
+    log_t, log_n = int(math.log2(t)), math.log2(n)
+    p1, p3 = t * (c - 1), (t - 1) * (c - 1)
+    if "brent" in q and "kogge" not in q:
+        p2 = 2 * t - 2 - log_t
+        p2_work = f"Brent-Kung 2 x {t} - 2 - {log_t} = {p2}"
+    else:
+        p2 = t * log_t - (t - 1)
+        p2_work = f"Kogge-Stone {t} x {log_t} - ({t} - 1) = {p2}"
+    total = p1 + p2 + p3
+    out = [Result((float(p1), float(p2), float(p3), float(total)),
+                  f"phase 1: {t} x ({c} - 1) = {p1}; phase 2: {p2_work}; "
+                  f"phase 3: ({t} - 1) x ({c} - 1) = {p3}; total {p1} + {p2} + {p3} = {total} additions")]  # fmt: skip
+    if log_n == int(log_n):
+        direct = int(n * log_n - (n - 1))
+        out.append(Result((float(direct),), f"Kogge-Stone on all {n} elements: {n} x "
+                                            f"{int(log_n)} - ({n} - 1) = {direct} additions"))  # fmt: skip
     return out

@@ -277,3 +277,19 @@ def block_shape(q: Lowered) -> list[Result]:
         verdict = "illegal: " + ", ".join(broken) if broken else "legal"
         out.append(Result((float(not broken),), f"dim3({dims}) = {threads:g} threads, {verdict}"))
     return out
+
+
+def grid_limits(q: Lowered) -> list[Result]:
+    """Which grid dimension holds a long 1D launch (chapter 3): ceil(n / b) blocks against
+    gridDim.x's 2^31 - 1 and gridDim.y's and gridDim.z's 65,535."""
+    if not re.search(r"\b[xyz]\s*(?:维|dimension)|griddim\.[yz]|65,?535", q):
+        return []
+    b = find_number(BLOCK_SIZE, q)
+    n = find_number(r"\bn\s*=\s*" + NUM + r"|" + NUM + r"\s*(?:elements|个元素)", q)
+    if not b or not n:
+        return []
+    blocks = math.ceil(n / b)
+    yz = "<= 65535: fits" if blocks <= 65535 else "> 65535: exceeds"
+    x = "<= 2^31 - 1 = 2147483647: fits" if blocks <= 2**31 - 1 else "> 2^31 - 1: exceeds"
+    return [Result((float(blocks),), f"ceil({n:.0f} / {b:g}) = {blocks} blocks; gridDim.x limit "
+                                     f"{x}; gridDim.y, gridDim.z limit {yz}")]  # fmt: skip
