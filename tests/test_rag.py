@@ -64,6 +64,16 @@ def test_chinese_question_is_answered_in_chinese_from_the_chinese_notes(
     assert all(c.page_label is None and c.section for c in answer.citations)  # cited by section
 
 
+def test_plain_text_drops_citation_markers_not_code_indices(assistant: Assistant) -> None:
+    answer = assistant.ask("共享内存在分块矩阵乘法中起什么作用？")
+    assert re.search(r"。\[\d\]", answer.text)  # the cited text, as the app and /v1 show it
+    plain = answer.plain_text
+    assert not re.search(r"(?<![\w\]\)])\[\d+\]", plain)
+    assert re.sub(r"\s?(?<![\w\]\)])\[\d\]", "", answer.text).strip() == plain
+    coded = answer.model_copy(update={"text": "写作 `Mds[ty][tx] = M[1]`，a[2] 与 f(x)[1]。[1] 又见 [12]。"})
+    assert coded.plain_text == "写作 `Mds[ty][tx] = M[1]`，a[2] 与 f(x)[1]。 又见 [12]。"
+
+
 def test_chinese_code_question_ends_with_the_key_code_line(assistant: Assistant) -> None:
     answer = assistant.ask("分块矩阵乘法中如何把 M 的元素载入共享内存 Mds？写出关键语句。")
     assert "关键代码：`" in answer.text and "Mds[ty][tx]" in answer.text.split("关键代码")[-1]

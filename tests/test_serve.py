@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,6 +47,8 @@ def test_health_and_single_predict(server: str) -> None:
         server + "/predict", json={"prompt": "What does __syncthreads() do?"}, timeout=60
     ).json()
     assert isinstance(reply["response"], str) and "__syncthreads" in reply["response"]
+    # the contract returns text only: no "[n]" pointing into a sources list it does not carry
+    assert not re.search(r"(?<![\w\]\)])\[\d+\]", reply["response"])
 
 
 def test_batch_mode_92_chinese_questions_in_order(batch_server: str) -> None:

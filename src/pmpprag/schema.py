@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -88,6 +89,11 @@ class Citation(BaseModel):
     lang: Literal["en", "zh"] = "en"  # which notes: the Chinese ones are cited by section
 
 
+# An inline citation "[n]" or " [n]" in an answer; a bracket right after a name, a bracket or a
+# parenthesis is an index in code (Mds[ty][tx], a[1], f(x)[0]), not a citation.
+CITATION_MARKER = re.compile(r"\s?(?<![\w\]\)])\[(\d{1,2})\]")
+
+
 class Answer(BaseModel):
     """An answer with its evidence and measurements."""
 
@@ -105,6 +111,15 @@ class Answer(BaseModel):
     ttft_s: float = 0.0
     wall_s: float = 0.0
     meta: dict[str, float | int | str] = Field(default_factory=dict)
+
+    @property
+    def plain_text(self) -> str:
+        """The text without its inline citation markers: for a reply that carries no list of
+        sources (the course's ``/predict`` contract returns text only), where "[2]" would point
+        at nothing. Markers numbered past the passages are left as written."""
+        return CITATION_MARKER.sub(
+            lambda m: "" if 1 <= int(m.group(1)) <= len(self.passages) else m.group(0), self.text
+        ).strip()
 
 
 QAKind = Literal["concept", "numeric", "code", "choice", "judge"]

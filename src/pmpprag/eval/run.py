@@ -121,11 +121,14 @@ def score_items(
 def score_answers(
     items: list[TestItem], answers: list[Answer], embedder: Any
 ) -> list[dict[str, Any]]:
-    """``score_items`` on the assistant's answers (an mcq by its letter), with their evidence and timings."""
-    rows = score_items(items, [a.choice or a.text for a in answers], embedder=embedder)
+    """``score_items`` on the assistant's answers (an mcq by its letter), with their evidence and
+    timings. An open answer is scored as ``/predict`` returns it to a grader: without its
+    citation markers, which point into a sources list the reply does not carry; results keep
+    the cited text too."""
+    rows = score_items(items, [a.choice or a.plain_text for a in answers], embedder=embedder)
     for row, answer in zip(rows, answers, strict=True):
         row.update(answer_fields(answer))
-        row["answer"] = answer.text
+        row["answer"], row["answer_cited"] = answer.plain_text, answer.text
     return rows
 
 

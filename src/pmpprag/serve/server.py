@@ -241,7 +241,7 @@ def create_app(assistant: Assistant, cfg: ServeConfig) -> Any:
         names = [f"prompt[{i}]" if is_list else "prompt" for i in range(len(prompts))]
         await check_tokens(prompts, names, cfg, count)
         answers = await unless_disconnected(request, batcher.ask([Question(p) for p in prompts]))
-        texts = [a.text for a in answers]
+        texts = [a.plain_text for a in answers]  # the contract carries no sources list
         return {"response": texts if is_list else texts[0]}
 
     @app.get("/v1/models")
