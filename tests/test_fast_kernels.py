@@ -216,12 +216,23 @@ def run_argmax(device: str, dtype: torch.dtype) -> None:
         assert got[0] == vocab // 2
 
 
+def run_decode_attention_grouped(device: str, dtype: torch.dtype) -> None:
+    """The same checks with one program for all query heads of a KV head (tl.dot over them)."""
+    old = kernels.GROUPED_ATTENTION
+    kernels.GROUPED_ATTENTION = True
+    try:
+        run_decode_attention(device, dtype)
+    finally:
+        kernels.GROUPED_ATTENTION = old
+
+
 KERNELS = [
     run_argmax,
     run_add_rms_norm,
     run_act_and_mul,
     run_rope_and_cache_write,
     run_decode_attention,
+    run_decode_attention_grouped,
     run_norm_linear,
 ]
 

@@ -392,6 +392,10 @@ SMALL_ROWS = 4
 # splits: every o-projection program re-reads all of them, which costs more than the separate
 # combine kernel for gemma-3-270m's 16 splits of 256-wide heads (profile_decode on an H100).
 FUSED_COMBINE_SPLITS = 8
+# Decode attention with one program for all query heads of a KV head (each cached key and value
+# loaded once, not once per query head: GQA models, long RAG contexts). Off until measured on
+# the GPU (gpu_generate's fast-gqa variant, rag workload).
+GROUPED_ATTENTION = False
 # The longest input row (power of two) one program holds: the kernel keeps it in registers.
 MAX_K = 8192
 
@@ -950,6 +954,96 @@ def _decode_attention_kernel(
 
 
 @no_type_check
+def _decode_attention_grouped_kernel(
+    q_ptr,
+    k_cache_ptr,
+    v_cache_ptr,
+    out_ptr,
+    slot_ptr,
+    len_ptr,
+    stride_q_tok,
+    stride_q_head,
+    stride_c_slot,
+    stride_c_head,
+    stride_c_pos,
+    stride_o_tok,
+    stride_o_head,
+    group,
+    n_heads,
+    scale,
+    softcap,
+    window,
+    chunk,
+    part_ptr,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_G: tl.constexpr,
+    SOFTCAP: tl.constexpr,
+    SPLIT: tl.constexpr,
+    IEEE: tl.constexpr,
+    PDL: tl.constexpr,
+):
+    # program (row, kv_head, split): as _decode_attention_kernel, for all `group` query heads
+    # of one KV head at once ([BLOCK_G, HEAD_DIM] queries, padded to the 16 rows tl.dot needs),
+    # so each cached key and value is loaded once, not once per query head.
+    row = tl.program_id(0).to(tl.int64)
+    kv_head = tl.program_id(1)
+    split = tl.program_id(2)
+    _gdc_wait(PDL)
+    dtype = out_ptr.dtype.element_ty
+    d = tl.arange(0, BLOCK_D)
+    d_mask = d < HEAD_DIM
+    g = tl.arange(0, BLOCK_G)
+    g_mask = g < group
+    heads = kv_head * group + g
+    n = tl.arange(0, BLOCK_N)
+    slot = tl.load(slot_ptr + row).to(tl.int64)
+    length = tl.load(len_ptr + row).to(tl.int32)
+    lo = tl.maximum(length - window, 0)
+    q_offs = row * stride_q_tok + heads[:, None] * stride_q_head + d[None, :]
+    q = tl.load(q_ptr + q_offs, mask=g_mask[:, None] & d_mask[None, :], other=0.0)
+    base = slot * stride_c_slot + kv_head * stride_c_head
+    m_i = tl.full([BLOCK_G], -float("inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_G], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_G, BLOCK_D], dtype=tl.float32)
+    first = lo + split * chunk
+    for start in range(first, tl.minimum(length, first + chunk), BLOCK_N):
+        pos = start + n
+        p_mask = pos < length
+        offs = base + pos.to(tl.int64)[:, None] * stride_c_pos + d[None, :]
+        kv_mask = p_mask[:, None] & d_mask[None, :]
+        k = tl.load(k_cache_ptr + offs, mask=kv_mask, other=0.0)
+        if IEEE:  # float32 caches: exact float32 products (no TF32), as the reference
+            s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
+        else:
+            s = tl.dot(q, tl.trans(k)) * scale
+        if SOFTCAP:
+            s = softcap * (1.0 - 2.0 / (tl.exp(2.0 * s / softcap) + 1.0))
+        s = tl.where(p_mask[None, :], s, -float("inf"))
+        m_new = tl.maximum(tl.max(s, axis=1), m_i)
+        alpha = tl.exp(m_i - m_new)
+        p = tl.exp(s - m_new[:, None])
+        v = tl.load(v_cache_ptr + offs, mask=kv_mask, other=0.0)
+        if IEEE:
+            acc = acc * alpha[:, None] + tl.dot(p, v, input_precision="ieee")
+        else:
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        m_i = m_new
+    if SPLIT:  # the same [rows, heads, splits, BLOCK_D + 2] layout as the per-head kernel
+        part = part_ptr + ((row * n_heads + heads) * tl.num_programs(2) + split) * (BLOCK_D + 2)
+        tl.store(part[:, None] + d[None, :], acc, mask=g_mask[:, None])
+        tl.store(part + BLOCK_D, m_i, mask=g_mask)
+        tl.store(part + BLOCK_D + 1, l_i, mask=g_mask)
+    else:
+        l_i = tl.where(l_i > 0.0, l_i, 1.0)
+        out = acc / l_i[:, None]
+        o_offs = row * stride_o_tok + heads[:, None] * stride_o_head + d[None, :]
+        tl.store(out_ptr + o_offs, out.to(dtype), mask=g_mask[:, None] & d_mask[None, :])
+
+
+@no_type_check
 def _attention_combine_kernel(
     part_ptr,
     out_ptr,
@@ -1042,14 +1136,26 @@ def _decode_attention_triton(
     parts = torch.empty((rows, n_heads, splits, block_d + 2) if splits > 1 else (1,),
                         dtype=torch.float32, device=q.device)  # fmt: skip
     kernels = _triton_kernels()
-    kernels.decode_attention[(rows, n_heads, splits)](
-        q, k_cache, v_cache, out, slots, lengths,
-        q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-        out.stride(0), out.stride(1), n_heads // k_cache.shape[1], scale, softcap or 1.0,
-        window or 1 << 30, chunk, parts,
-        HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_N=block_n, SOFTCAP=bool(softcap),
-        SPLIT=splits > 1, PDL=_pdl(q), num_warps=4, **_pdl_launch(q),
-    )  # fmt: skip
+    group, n_kv = n_heads // k_cache.shape[1], k_cache.shape[1]
+    if GROUPED_ATTENTION and group > 1:
+        kernels.decode_attention_grouped[(rows, n_kv, splits)](
+            q, k_cache, v_cache, out, slots, lengths,
+            q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+            out.stride(0), out.stride(1), group, n_heads, scale, softcap or 1.0,
+            window or 1 << 30, chunk, parts,
+            HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_G=max(16, _block(group)),
+            SOFTCAP=bool(softcap), SPLIT=splits > 1, IEEE=q.dtype == torch.float32,
+            PDL=_pdl(q), num_warps=4, **_pdl_launch(q),
+        )  # fmt: skip
+    else:
+        kernels.decode_attention[(rows, n_heads, splits)](
+            q, k_cache, v_cache, out, slots, lengths,
+            q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+            out.stride(0), out.stride(1), group, scale, softcap or 1.0,
+            window or 1 << 30, chunk, parts,
+            HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_N=block_n, SOFTCAP=bool(softcap),
+            SPLIT=splits > 1, PDL=_pdl(q), num_warps=4, **_pdl_launch(q),
+        )  # fmt: skip
     if splits > 1 and partial and splits <= FUSED_COMBINE_SPLITS:
         return AttentionParts(parts, head_dim, q.dtype)
     if splits > 1:
@@ -1147,6 +1253,7 @@ def _triton_kernels() -> SimpleNamespace:
         act_and_mul=_triton.jit(_act_and_mul_kernel),
         rope_cache=_triton.jit(_rope_cache_kernel),
         decode_attention=_triton.jit(_decode_attention_kernel),
+        decode_attention_grouped=_triton.jit(_decode_attention_grouped_kernel),
         attention_combine=_triton.jit(_attention_combine_kernel),
         argmax_chunk=_triton.jit(_argmax_chunk_kernel),
         argmax_final=_triton.jit(_argmax_final_kernel),
