@@ -70,7 +70,9 @@ def test_plain_text_drops_citation_markers_not_code_indices(assistant: Assistant
     plain = answer.plain_text
     assert not re.search(r"(?<![\w\]\)])\[\d+\]", plain)
     assert re.sub(r"\s?(?<![\w\]\)])\[\d\]", "", answer.text).strip() == plain
-    coded = answer.model_copy(update={"text": "写作 `Mds[ty][tx] = M[1]`，a[2] 与 f(x)[1]。[1] 又见 [12]。"})
+    coded = answer.model_copy(
+        update={"text": "写作 `Mds[ty][tx] = M[1]`，a[2] 与 f(x)[1]。[1] 又见 [12]。"}
+    )
     assert coded.plain_text == "写作 `Mds[ty][tx] = M[1]`，a[2] 与 f(x)[1]。 又见 [12]。"
 
 
