@@ -105,7 +105,14 @@ class _FakeGenerator:
 
     def generate(self, prompts: list, sampling: SamplingConfig) -> list[Generation]:
         return [
-            Generation("Barriers wait for all threads [1]. See also [7].", 10, 9, 0.1, 0.2, "stop")
+            Generation(
+                "Barriers wait for all threads [1]. See also [7]. Code: `a[7] = s[1];`",
+                10,
+                9,
+                0.1,
+                0.2,
+                "stop",
+            )  # fmt: skip
             for _ in prompts
         ]
 
@@ -117,7 +124,8 @@ def test_abstractive_citations_are_checked(assistant: Assistant) -> None:
     cfg = RagConfig(index=assistant.cfg.index, mode="abstractive")
     fake = Assistant(cfg, assistant.retriever, _FakeGenerator())  # type: ignore[arg-type]
     answer = fake.ask("What does __syncthreads() do?")
-    assert answer.text == "Barriers wait for all threads [1]. See also ."
+    # [7] points at no passage and goes; an index in code (a[7], s[1]) is no citation
+    assert answer.text == "Barriers wait for all threads [1]. See also. Code: `a[7] = s[1];`"
     assert [c.n for c in answer.citations] == [1] and answer.meta["invalid_citations"] == 1
 
 

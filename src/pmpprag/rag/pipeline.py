@@ -18,7 +18,6 @@ answer; multiple-choice questions go to the MCQ methods in every mode.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -56,7 +55,7 @@ from pmpprag.rag.prompts import (
     cited_numbers,
     split_choices,
 )
-from pmpprag.schema import Answer, Citation, Hit
+from pmpprag.schema import CITATION_MARKER, Answer, Citation, Hit
 from pmpprag.text import has_cjk
 
 logger = logging.getLogger(__name__)
@@ -410,10 +409,8 @@ class Assistant:
         numbers = cited_numbers(generation.text)
         valid = [n for n in numbers if 1 <= n <= len(hits)]
         # a marker that points at no given passage is removed, never shown as a citation
-        text = re.sub(
-            r"\[(\d{1,2})\]",
-            lambda m: m.group(0) if 1 <= int(m.group(1)) <= len(hits) else "",
-            generation.text,
+        text = CITATION_MARKER.sub(
+            lambda m: m.group(0) if 1 <= int(m.group(1)) <= len(hits) else "", generation.text
         )
         return Answer(question=question, text=text.strip(), language=language,
                       mode="abstractive" if hits else "no-rag", citations=self._citations(hits, valid),

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pmpprag.schema import Hit
+from pmpprag.schema import CITATION_MARKER, Hit
 
 __all__ = [
     "ANSWER_INSTRUCTIONS",
@@ -145,4 +145,5 @@ def parse_letter(text: str, n_choices: int) -> str | None:
 
 
 def cited_numbers(text: str) -> list[int]:
-    return [int(n) for n in re.findall(r"\[(\d{1,2})\]", text)]
+    """The numbers of the text's citation markers (not of indices in code such as ``a[1]``)."""
+    return [int(m.group(1)) for m in CITATION_MARKER.finditer(text)]
