@@ -120,6 +120,21 @@ def test_tokenize_keeps_cuda_identifiers_and_segments_chinese() -> None:
     assert "共享内存" in tokenize("如何利用共享内存减少全局内存访问")
 
 
+def test_idf_weights_the_rare_terms_of_a_question() -> None:
+    from pmpprag.index.lexical import BM25Index
+    from pmpprag.rag.extractive import _overlap
+
+    index = BM25Index.build(
+        ["the kernel reads a tile", "a kernel with a warp", "kernel scan 共享内存"]
+    )
+    assert index.idf("scan") > index.idf("kernel") > 0 and index.idf("unseen") >= index.idf("scan")
+    terms = {"kernel", "scan"}
+    # unweighted, either word is half the question; weighted, the rare one counts for more
+    assert _overlap(terms, "a scan") == _overlap(terms, "a kernel") == 0.5
+    assert _overlap(terms, "a scan", index.idf) > 0.5 > _overlap(terms, "a kernel", index.idf)
+    assert _overlap(terms, "kernel scan", index.idf) == pytest.approx(1.0)
+
+
 def test_glossary_is_reviewed_size_and_expands_longest_match() -> None:
     glossary = load_glossary()
     assert len(glossary.entries) >= 300

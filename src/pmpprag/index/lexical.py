@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -175,6 +176,15 @@ class BM25Index:
         import bm25s
 
         return cls(bm25s.BM25.load(str(folder), show_progress=False, verbosity=0))
+
+    def idf(self, token: str) -> float:
+        """BM25's inverse document frequency of a token over the indexed chunks (a token the
+        index never saw gets the largest)."""
+        n = int(self.model.scores["num_docs"])
+        at = self.model.vocab_dict.get(token)
+        indptr = self.model.scores["indptr"]
+        df = 0 if at is None else int(indptr[at + 1] - indptr[at])  # chunks holding it
+        return math.log((n - df + 0.5) / (df + 0.5) + 1.0)
 
     def scores(self, query_tokens: list[str]) -> np.ndarray:
         vocab = self.model.vocab_dict

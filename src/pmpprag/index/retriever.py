@@ -19,10 +19,11 @@ Nothing about one request is kept on the retriever: threads may share it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -136,6 +137,11 @@ class Retriever:
     @property
     def chunks(self) -> list[Any]:
         return self.stored.chunks
+
+    @functools.cached_property
+    def idf(self) -> Callable[[str], float]:
+        """A token's BM25 inverse document frequency over this index's chunks (memoised)."""
+        return functools.lru_cache(maxsize=65536)(self.stored.bm25.idf)
 
     def expand(self, query: str) -> tuple[str, list[str]]:
         """(text for the dense encoder, English glossary terms) for a question."""

@@ -16,6 +16,7 @@ strongly the passages support each one (:func:`support_scores`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -114,10 +115,16 @@ def _terms(text: str) -> set[str]:
     return {t for t in tokenize(text) if t not in ZH_STOPWORDS and not (len(t) == 1 and has_cjk(t))}
 
 
-def _overlap(query_tokens: set[str], text: str) -> float:
+def _overlap(query_tokens: set[str], text: str, idf: Callable[[str], float] | None = None) -> float:
+    """The share of the question's terms in ``text``, each weighted by its ``idf`` when given
+    (a rare term such as "Kogge-Stone" counts for more than "kernel")."""
     if not query_tokens:
         return 0.0
-    return len(query_tokens & set(tokenize(text))) / len(query_tokens)
+    found = query_tokens & set(tokenize(text))
+    if idf is None:
+        return len(found) / len(query_tokens)
+    total = sum(idf(t) for t in query_tokens)
+    return sum(idf(t) for t in found) / total if total else 0.0
 
 
 def _embedded(sentence: str) -> str:
@@ -127,11 +134,12 @@ def _embedded(sentence: str) -> str:
 
 def score_sentences(
     embedder: Any, query: str, sentences: list[Sentence], lexical_weight: float = 0.5,
-    terms_query: str | None = None,
+    terms_query: str | None = None, idf: Callable[[str], float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(scores, sentence vectors): cosine(query, sentence) + lexical_weight * share of the
-    question's terms found in the sentence. ``query`` is what the embedder reads (English);
-    ``terms_query`` (default ``query``) gives the terms, in the question's own language."""
+    question's terms found in the sentence (idf-weighted when ``idf`` is given). ``query`` is
+    what the embedder reads (English); ``terms_query`` (default ``query``) gives the terms, in
+    the question's own language."""
     vectors = embedder.encode(
         [query] + [_embedded(s.text) for s in sentences],
         normalize_embeddings=True,
@@ -140,7 +148,7 @@ def score_sentences(
     )
     cosine = vectors[1:] @ vectors[0]
     terms = _terms(terms_query or query)
-    lexical = np.array([_overlap(terms, s.text) for s in sentences])
+    lexical = np.array([_overlap(terms, s.text, idf) for s in sentences])
     return np.asarray(cosine + lexical_weight * lexical), vectors[1:]
 
 
@@ -160,6 +168,7 @@ def _redundant(a: Sentence, b: Sentence, cosine: float, limit: float) -> bool:
 def select_sentences(
     embedder: Any, query: str, hits: list[Hit], max_sentences: int = 3, redundancy: float = 0.85,
     question: str | None = None, lexical_weight: float = 0.5,
+    idf: Callable[[str], float] | None = None,
 ) -> list[Sentence]:  # fmt: skip
     """The best ``max_sentences`` sentences, near-duplicates dropped, in passage reading order;
     when the best one defines a term of the question it leads, as the direct answer. ``question`` (default ``query``) is the
@@ -169,7 +178,7 @@ def select_sentences(
     if not sentences:
         return []
     question = question or query
-    scores, vectors = score_sentences(embedder, query, sentences, lexical_weight, question)
+    scores, vectors = score_sentences(embedder, query, sentences, lexical_weight, question, idf)
     terms = _terms(question)
     defines = np.zeros(len(sentences), dtype=bool)
     for i, sentence in enumerate(sentences):

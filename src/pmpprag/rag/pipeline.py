@@ -354,7 +354,8 @@ class Assistant:
         query = self.retriever.expand(question)[0] if self.retriever else question
         sentences = select_sentences(self.retriever.embedder, query, hits,  # type: ignore[union-attr]
                                      self.cfg.max_sentences.get(language, 3), question=question,
-                                     lexical_weight=LEXICAL_WEIGHT[language])  # fmt: skip
+                                     lexical_weight=LEXICAL_WEIGHT[language],
+                                     idf=self.retriever.idf if self.retriever else None)  # fmt: skip
         gap = "" if language == "zh" else " "  # Chinese sentences run on without spaces
         # a run of sentences from one passage is cited once, after its last sentence
         parts = [
