@@ -104,17 +104,8 @@ class _FakeGenerator:
     name, context_window = "fake", 2048
 
     def generate(self, prompts: list, sampling: SamplingConfig) -> list[Generation]:
-        return [
-            Generation(
-                "Barriers wait for all threads [1]. See also [7]. Code: `a[7] = s[1];`",
-                10,
-                9,
-                0.1,
-                0.2,
-                "stop",
-            )  # fmt: skip
-            for _ in prompts
-        ]
+        text = "Barriers wait for all threads [1]. See also [7]. Code: `a[7] = s[1];`"
+        return [Generation(text, 10, 9, 0.1, 0.2, "stop") for _ in prompts]
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
