@@ -72,6 +72,10 @@ class DecoderSpec:
     layer_types: tuple[str, ...]  # "full_attention" | "sliding_attention" per layer
     windows: tuple[int, ...]  # sliding window per layer, 0 for global layers
 
+    def kv_slot_bytes(self, length: int, element_size: int) -> int:
+        """Bytes of one KV-cache slot: every layer's keys and values for ``length`` positions."""
+        return 2 * self.num_layers * self.num_kv_heads * length * self.head_dim * element_size
+
     @classmethod
     def from_config(cls, config: Any) -> DecoderSpec:
         """Read a transformers config (LlamaConfig, Qwen2Config, Qwen3Config, Gemma3TextConfig)."""
@@ -210,7 +214,7 @@ class FastDecoder:
         shape = (spec.num_layers, max_slots + 1, spec.num_kv_heads, max_len, spec.head_dim)
         self.k_cache = torch.zeros(shape, device=device, dtype=dtype)
         self.v_cache = torch.zeros(shape, device=device, dtype=dtype)
-        gib = 2 * self.k_cache.numel() * self.k_cache.element_size() / 2**30
+        gib = (max_slots + 1) * spec.kv_slot_bytes(max_len, self.k_cache.element_size()) / 2**30
         logger.info("fast %s: %d layers, KV cache %d slots x %d positions = %.2f GiB",
                     spec.family, spec.num_layers, max_slots, max_len, gib)  # fmt: skip
 

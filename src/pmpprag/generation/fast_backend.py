@@ -38,10 +38,10 @@ def _fitting_slots(config: Any, wanted: int, length: int, device: str, dtype: An
     values)."""
     import torch
 
-    text = getattr(config, "text_config", config)
-    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-    per_slot = (2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * length
-                * torch.empty(0, dtype=dtype).element_size())  # fmt: skip
+    from pmpprag.fast.model import DecoderSpec
+
+    size = torch.empty(0, dtype=dtype).element_size()
+    per_slot = DecoderSpec.from_config(config).kv_slot_bytes(length, size)
     if str(device).startswith("cuda"):
         free, _ = torch.cuda.mem_get_info(torch.device(device))
     else:
