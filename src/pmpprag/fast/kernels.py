@@ -394,8 +394,8 @@ SMALL_ROWS = 4
 FUSED_COMBINE_SPLITS = 8
 # Decode attention with one program for all query heads of a KV head (each cached key and value
 # loaded once, not once per query head: GQA models, long RAG contexts). Off until measured on
-# the GPU (gpu_generate's fast-gqa variant, rag workload).
-GROUPED_ATTENTION = False
+# the GPU (gpu_generate's fast-gqa variant, rag workload); PMPPRAG_FAST_GQA=1 turns it on.
+GROUPED_ATTENTION = os.environ.get("PMPPRAG_FAST_GQA", "0") == "1"
 # The longest input row (power of two) one program holds: the kernel keeps it in registers.
 MAX_K = 8192
 
