@@ -35,6 +35,7 @@ import copy
 import functools
 import gc
 import importlib.metadata as md
+import itertools
 import json
 import os
 import platform
@@ -401,6 +402,12 @@ def kernel_rows(decoder: Any, batch: int, context: int, bandwidth: float) -> lis
     q = torch.randn(batch, heads, hd, device=dev, dtype=dt)
     lengths = positions + 1
     nk = spec.qk_norm
+
+    def grouped() -> Any:  # one program per KV head (GROUPED_ATTENTION)
+        with kernel_settings({"GROUPED_ATTENTION": True}):
+            return kernels.decode_attention(q, kc, vc, slots, lengths, spec.attn_scale)
+
+    attention_bytes = (2 * batch * heads * hd + 2 * batch * kvh * context * hd) * esize
     ops = {
         "add_rms_norm": (lambda: kernels.add_rms_norm(x, res, w, spec.eps, spec.gemma),
                          (4 * batch * hidden + hidden) * esize),
@@ -412,7 +419,8 @@ def kernel_rows(decoder: Any, batch: int, context: int, bandwidth: float) -> lis
             batch * (2 * (heads + 2 * kvh) * hd) * esize),
         "decode_attention": (
             lambda: kernels.decode_attention(q, kc, vc, slots, lengths, spec.attn_scale),
-            (2 * batch * heads * hd + 2 * batch * kvh * context * hd) * esize),
+            attention_bytes),
+        "decode_attention grouped": (grouped, attention_bytes),
     }  # fmt: skip
     if batch <= kernels.SMALL_ROWS:  # the fused small-batch linears, against the ops they replace
         layer = decoder.layers[0]
@@ -640,8 +648,9 @@ def bench_model(name: str, args: argparse.Namespace, report: dict[str, Any]) -> 
                     )
                     row["bound_tokens_per_s"] = bound
                     row["of_bound"] = row["decode_tokens_per_s"] / bound
-            for batch in sorted({1, max_batch}):
-                context = min(128, engine.decoder.max_len)
+            # a short context, and a RAG prompt's (where it fits) for the attention kernels
+            contexts = sorted({min(c, engine.decoder.max_len) for c in (128, 1792)})
+            for batch, context in itertools.product(sorted({1, max_batch}), contexts):
                 for k in kernel_rows(engine.decoder, batch, context, report["copy_bandwidth"]):
                     report["kernels"].append({"model": name, **k})
             del engine
