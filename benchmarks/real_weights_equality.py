@@ -13,9 +13,11 @@ one prompt at a time) and by FastEngine (all prompts, continuous batching), and 
 lists are compared. Where they part, the reference model's top-2 logit gap at that step is
 reported: a gap at the size of a bf16 rounding step means a tie broken differently by two
 kernels that round in different places, not a wrong computation. With
-``--vllm`` (where the vLLM kit is installed) vLLM serves the same bf16 weights and its first 32
-greedy tokens are compared with transformers'. Writes real_weights_equality-MODEL.json and
-prints a summary.
+``--vllm`` (where the vLLM kit is installed) vLLM serves the same weights, in float32 and in bf16,
+and its first 32 greedy tokens are compared with transformers' in the same dtype. With
+``--adapter DIR`` a LoRA adapter (a tuned generator's) is merged into the weights first, so the
+comparison is of the merged model vLLM serves. Writes real_weights_equality-MODEL[-ADAPTER].json
+(ADAPTER: the adapter folder's parent's name) and prints a summary.
 """
 
 from __future__ import annotations
@@ -103,8 +105,9 @@ def compare(model: Any, prompts: list[list[int]], new: int, device: str) -> dict
     }
 
 
-def vllm_tokens(model: Any, prompts: list[list[int]], new: int) -> list[list[int]]:
-    """vLLM's greedy tokens for the same bf16 weights (saved as a model folder), in a subprocess."""
+def vllm_tokens(model: Any, prompts: list[list[int]], new: int, dtype: str) -> list[list[int]]:
+    """vLLM's greedy tokens for the same weights (saved as a model folder) in ``dtype``, in a
+    subprocess."""
     import subprocess
     import tempfile
 
@@ -117,19 +120,38 @@ def vllm_tokens(model: Any, prompts: list[list[int]], new: int) -> list[list[int
             "import json, sys\n"
             "from vllm import LLM, SamplingParams\n"
             "prompts = json.loads(sys.argv[2])\n"
-            "llm = LLM(model=sys.argv[1], dtype='bfloat16', skip_tokenizer_init=True, seed=0,\n"
+            "llm = LLM(model=sys.argv[1], dtype=sys.argv[4], skip_tokenizer_init=True, seed=0,\n"
             "          gpu_memory_utilization=0.5, max_model_len=1024)\n"
             "sp = SamplingParams(temperature=0.0, max_tokens=int(sys.argv[3]), ignore_eos=True,\n"
             "                    detokenize=False)\n"
             "outs = llm.generate([{'prompt_token_ids': p} for p in prompts], sp, use_tqdm=False)\n"
             "print('VLLM_TOKENS ' + json.dumps([list(o.outputs[0].token_ids) for o in outs]))\n"
         )
-        proc = subprocess.run([sys.executable, "-c", code, tmp, json.dumps(prompts), str(new)],
+        proc = subprocess.run([sys.executable, "-c", code, tmp, json.dumps(prompts), str(new), dtype],
                               capture_output=True, text=True, timeout=420)  # fmt: skip
     for line in proc.stdout.splitlines():
         if line.startswith("VLLM_TOKENS "):
             return list(json.loads(line.removeprefix("VLLM_TOKENS ")))
     raise RuntimeError(f"vLLM exited {proc.returncode}: {proc.stderr[-1500:]}")
+
+
+def vllm_agreement(model: Any, prompts: list[list[int]], result: dict[str, Any],
+                   dtype: str) -> dict[str, Any]:  # fmt: skip
+    """vLLM's first 32 greedy tokens against transformers' (``result``'s references)."""
+    reference = [r["reference"][:32] for r in result["rows"]]
+    try:
+        got = [t[:32] for t in vllm_tokens(model, prompts, 32, dtype)]
+        agreement: dict[str, Any] = {
+            "equal": sum(g == e for g, e in zip(got, reference, strict=True)),
+            "prompts": len(prompts),
+            "first_divergence": [
+                first_divergence(g, e) for g, e in zip(got, reference, strict=True)
+            ],
+        }
+    except Exception as err:
+        agreement = {"error": f"{type(err).__name__}: {err}"}
+    print(f"vLLM vs transformers ({dtype}, first 32 tokens):", json.dumps(agreement))
+    return agreement
 
 
 def main() -> None:
@@ -138,7 +160,11 @@ def main() -> None:
     parser.add_argument("--gguf", help="the model's GGUF file")
     parser.add_argument("--new", type=int, default=48, help="greedy new tokens per prompt")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    parser.add_argument("--vllm", action="store_true", help="also vLLM's first 32 tokens (bf16)")
+    parser.add_argument(
+        "--vllm", action="store_true", help="also vLLM's first 32 tokens (float32 and bf16)"
+    )
+    parser.add_argument("--adapter", help="a LoRA adapter folder, merged into the model first "
+                        "(the served model of a tuned generator)")  # fmt: skip
     parser.add_argument("--limit", type=int, default=0, help="first N prompts only (smoke runs)")
     parser.add_argument("--device", default="cuda", help="cpu: a float32-only smoke run")
     parser.add_argument("--make-prompts", action="store_true", help="write the prompt file (CPU)")
@@ -158,27 +184,23 @@ def main() -> None:
                               "transformers": transformers.__version__, "command": " ".join(sys.argv)}  # fmt: skip
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
                                                  dtype=torch.float32).to(args.device).eval()  # fmt: skip
-    report["float32"] = compare(model, prompts, args.new, args.device)
-    if args.device == "cuda":
-        report["bfloat16"] = compare(model.to(torch.bfloat16), prompts, args.new, args.device)
-    if args.vllm:  # the served path: vLLM's first 32 greedy tokens against transformers' (bf16)
-        reference = [r["reference"][:32] for r in report["bfloat16"]["rows"]]
-        try:
-            got = [t[:32] for t in vllm_tokens(model, prompts, 32)]
-            report["vllm_vs_transformers_bf16_first_32"] = {
-                "equal": sum(g == e for g, e in zip(got, reference, strict=True)),
-                "prompts": len(prompts),
-                "first_divergence": [
-                    first_divergence(g, e) for g, e in zip(got, reference, strict=True)
-                ],
-            }
-        except Exception as err:
-            report["vllm_vs_transformers_bf16_first_32"] = {"error": f"{type(err).__name__}: {err}"}
-        print("vLLM vs transformers (bf16, first 32 tokens):",
-              json.dumps(report["vllm_vs_transformers_bf16_first_32"]))  # fmt: skip
+    if args.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, args.adapter).merge_and_unload().eval()
+        report["adapter"] = args.adapter
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+    for name in dtypes if args.device == "cuda" else ["float32"]:
+        model.to(dtypes[name])
+        report[name] = compare(model, prompts, args.new, args.device)
+        if args.vllm:  # the served path: vLLM's first 32 greedy tokens against transformers'
+            report[f"vllm_vs_transformers_{name}_first_32"] = vllm_agreement(
+                model, prompts, report[name], name
+            )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"real_weights_equality-{args.model}.json").write_text(json.dumps(report, indent=1))
+    tag = f"-{Path(args.adapter).parent.name}" if args.adapter else ""
+    (out / f"real_weights_equality-{args.model}{tag}.json").write_text(json.dumps(report, indent=1))
     for dtype in ("float32", "bfloat16"):
         if dtype not in report:
             continue
