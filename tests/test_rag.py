@@ -7,12 +7,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pmpprag.api import Assistant, Question, RagConfig
 from pmpprag.generation import Generation, GeneratorConfig, SamplingConfig
+from pmpprag.rag.extractive import select_sentences
 from pmpprag.rag.prompts import build_context, parse_letter
-from pmpprag.schema import CITATION_MARKER
+from pmpprag.schema import CITATION_MARKER, Chunk, Hit
 from pmpprag.testsets import read_testset
 from pmpprag.text import cjk_share
 
@@ -202,3 +204,57 @@ def test_abstractive_prompt_carries_the_calculator_result(assistant: Assistant) 
     assert "Calculator" not in writer._prompt("What is a warp?", context)[1]["content"]
     writer.cfg.calculator = False
     assert "Calculator" not in writer._prompt(numeric, context)[1]["content"]
+
+
+class _FlatEmbedder:
+    """Every text at the same cosine to the query: the sentence order under test comes from
+    select_sentences alone, not from the embedding model."""
+
+    def encode(self, texts: list[str], **_: object) -> np.ndarray:
+        vectors = np.zeros((len(texts), len(texts)))
+        vectors[0, :] = 1 / np.sqrt(len(texts))
+        vectors[np.arange(1, len(texts)), np.arange(1, len(texts))] = 1.0
+        vectors[1:, 0] = 1.0
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _zh_hit(rank: int, chapter: int, line: int, title: str, text: str) -> Hit:
+    chunk = Chunk(chunk_id=f"c{chapter}-{line}", text=text, chapter=chapter, chapter_title="t",
+                  section=f"{chapter}.1", section_title=title, kind="text", n_tokens=50,
+                  source="notes.md", line_start=line, line_end=line + 5, lang="zh")  # fmt: skip
+    return Hit(chunk=chunk, score=1.0 / rank, rank=rank)
+
+
+def test_extractive_sentences_follow_the_book_not_the_retrieval_rank() -> None:
+    later = _zh_hit(
+        1,
+        5,
+        200,
+        "分块",
+        "分块矩阵乘法在每个阶段把一块数据载入共享内存。随后线程块里的所有线程从共享内存读取这块数据。",
+    )
+    earlier = _zh_hit(
+        2,
+        4,
+        40,
+        "线程块",
+        "线程块中的线程共享同一块共享内存，可以用它交换数据；它们还能用屏障同步彼此的进度。",
+    )
+    pitfalls = _zh_hit(
+        3,
+        5,
+        300,
+        "常见误区",
+        "- 在只有部分线程进入的分支里调用 __syncthreads()，会使线程块永远等待。",
+    )
+    picked = select_sentences(_FlatEmbedder(), "共享内存", [later, earlier, pitfalls],
+                              max_sentences=4, question="共享内存")  # fmt: skip
+    texts = [s.text for s in picked]
+    # chapter 4 before chapter 5, then line order; inside a passage, its own order
+    assert [s.passage for s in picked] == [2, 1, 1, 3]
+    assert texts[1].startswith("分块矩阵乘法") and texts[2].startswith("随后")
+    # a clause after ； stays with its sentence; a pitfall item says it is one
+    assert texts[0].endswith("屏障同步彼此的进度。")
+    assert (
+        texts[3] == "常见误区：在只有部分线程进入的分支里调用 __syncthreads()，会使线程块永远等待。"
+    )
