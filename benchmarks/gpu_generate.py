@@ -99,11 +99,11 @@ FAST_VARIANTS: dict[str, dict[str, Any]] = {
     "fast-unfused": {"SMALL_ROWS": 0, "PDL": False},
     # the o-projection combines split attention at any split count (default: up to 8 splits)
     "fast-combine-in-o": {"FUSED_COMBINE_SPLITS": 1 << 30},
-    # one decode-attention program for all query heads of a KV head (default: one per head)
-    "fast-gqa": {"GROUPED_ATTENTION": True},
+    # one decode-attention program per query head (default: one per KV head, for all its heads)
+    "fast-per-head": {"GROUPED_ATTENTION": False},
 }
-# Workloads a variant runs (default: batch 1 only); fast-gqa matters where contexts are long.
-VARIANT_WORKLOADS = {"fast-gqa": list(WORKLOADS)}
+# Workloads a variant runs (default: batch 1 only); attention matters where contexts are long.
+VARIANT_WORKLOADS = {"fast-per-head": list(WORKLOADS)}
 ENGINES = ["hf-eager", "hf-static", "vllm", "vllm-lora", "fast", *FAST_VARIANTS]
 # vllm-lora: vLLM serving the base model plus an unmerged LoRA adapter (rank below, every linear
 # layer, random values) through LoRARequest; the vllm row is the merged model (same shapes).
@@ -403,8 +403,8 @@ def kernel_rows(decoder: Any, batch: int, context: int, bandwidth: float) -> lis
     lengths = positions + 1
     nk = spec.qk_norm
 
-    def grouped() -> Any:  # one program per KV head (GROUPED_ATTENTION)
-        with kernel_settings({"GROUPED_ATTENTION": True}):
+    def per_head() -> Any:  # one program per query head (GROUPED_ATTENTION off)
+        with kernel_settings({"GROUPED_ATTENTION": False}):
             return kernels.decode_attention(q, kc, vc, slots, lengths, spec.attn_scale)
 
     attention_bytes = (2 * batch * heads * hd + 2 * batch * kvh * context * hd) * esize
@@ -420,7 +420,7 @@ def kernel_rows(decoder: Any, batch: int, context: int, bandwidth: float) -> lis
         "decode_attention": (
             lambda: kernels.decode_attention(q, kc, vc, slots, lengths, spec.attn_scale),
             attention_bytes),
-        "decode_attention grouped": (grouped, attention_bytes),
+        "decode_attention per head": (per_head, attention_bytes),
     }  # fmt: skip
     if batch <= kernels.SMALL_ROWS:  # the fused small-batch linears, against the ops they replace
         layer = decoder.layers[0]

@@ -176,6 +176,8 @@ def main() -> None:
     import transformers
     from transformers import AutoModelForCausalLM
 
+    from pmpprag.fast import kernels
+
     gguf = Path(args.gguf)
     prompts = json.loads(PROMPTS.read_text())[args.model][: args.limit or None]
     report: dict[str, Any] = {"model": args.model, "gguf": gguf.name, "new_tokens": args.new,
@@ -184,6 +186,7 @@ def main() -> None:
                               "transformers": transformers.__version__, "command": " ".join(sys.argv)}  # fmt: skip
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
                                                  dtype=torch.float32).to(args.device).eval()  # fmt: skip
+    report["grouped_attention"] = kernels.GROUPED_ATTENTION  # PMPPRAG_FAST_GQA
     if args.adapter:
         from peft import PeftModel
 

@@ -184,6 +184,8 @@ def main() -> None:
     report: dict[str, Any] = {
         "benchmark": "serve_grading",
         "command": " ".join(["python3", *sys.argv]),
+        # the fast path's kernel switches, as the servers inherit them (unset: the defaults)
+        "fast_env": {k: os.environ.get(k, "") for k in ("PMPPRAG_FAST_GQA", "PMPPRAG_FAST_PDL")},
         "gpu": gpu,
         "machine": platform.platform(),
         "versions": versions(),

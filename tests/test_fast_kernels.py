@@ -217,9 +217,18 @@ def run_argmax(device: str, dtype: torch.dtype) -> None:
 
 
 def run_decode_attention_grouped(device: str, dtype: torch.dtype) -> None:
-    """The same checks with one program for all query heads of a KV head (tl.dot over them)."""
+    """One program for all query heads of a KV head (tl.dot over them; the default)."""
+    _attention_with(True, device, dtype)
+
+
+def run_decode_attention_per_head(device: str, dtype: torch.dtype) -> None:
+    """The same checks with one program per query head (``PMPPRAG_FAST_GQA=0``)."""
+    _attention_with(False, device, dtype)
+
+
+def _attention_with(grouped: bool, device: str, dtype: torch.dtype) -> None:
     old = kernels.GROUPED_ATTENTION
-    kernels.GROUPED_ATTENTION = True
+    kernels.GROUPED_ATTENTION = grouped
     try:
         run_decode_attention(device, dtype)
     finally:
@@ -231,8 +240,8 @@ KERNELS = [
     run_add_rms_norm,
     run_act_and_mul,
     run_rope_and_cache_write,
-    run_decode_attention,
     run_decode_attention_grouped,
+    run_decode_attention_per_head,
     run_norm_linear,
 ]
 
