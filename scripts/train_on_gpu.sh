@@ -7,6 +7,12 @@
 # each shipped with `carry` and installed by:  bash scripts/train_on_gpu.sh install build/gpu/pN
 # Then:  bash scripts/train_on_gpu.sh train gemma-sft   (carry out/raft), and, back to back,
 #        bash scripts/train_on_gpu.sh train gemma-dpo   (continues the SFT adapter left in out/)
+#   or   bash scripts/train_on_gpu.sh train gemma-sft-full  (every weight; the model stays in
+#        out/train/gemma-sft-full/merged on this machine: evaluate it there, in the same warm
+#        streak, after staging the serve extras of scripts/gpu_env.sh and carrying index/companion:
+#        python3 -m pmpprag.cli eval run --testset data/dev/open_zh_dev.jsonl
+#          --config configs/rag/gemma.yaml --generator.model out/train/gemma-sft-full/merged
+#          --generator.adapter "" --generator.device cuda --generator.dtype bfloat16 --out $OUT/dev)
 # with configs/train/NAME.yaml; the adapter, metrics and loss history go to $OUT/NAME. A run cut
 # short resumes from its last checkpoint when started again on the same (warm) machine.
 set -euo pipefail
@@ -47,7 +53,11 @@ for name in [os.environ["NAME"]]:
     result = run(cfg)
     print(name, "done in", round(time.perf_counter() - started, 1), "s:", json.dumps(result.metrics)[:600])
     dest = out / name
-    shutil.copytree(result.adapter, dest / "adapter")
+    if result.adapter:  # a LoRA adapter comes back; a fully tuned model stays in out/ here
+        shutil.copytree(result.adapter, dest / "adapter")
+    else:
+        dest.mkdir(parents=True, exist_ok=True)
+        print("full fine-tuning: the model is", result.merged, "on this machine")
     for f in ("metrics.json", "log_history.json", "config.yaml"):
         shutil.copy(Path(cfg.out) / f, dest / f)
 PY

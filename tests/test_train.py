@@ -130,3 +130,35 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(
     second = run(_cfg(model, data, tmp_path / "out", max_steps=4, merge=False))
     assert second.metrics["resumed_from"].endswith("checkpoint-2")
     assert second.metrics["steps"] == 4
+
+
+def test_full_fine_tuning_writes_the_model_itself_and_full_dpo_continues_it(
+    tiny_model_and_adapter: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model, adapter = tiny_model_and_adapter
+    data = _write(tmp_path / "rows.json", ROWS)
+    with pytest.raises(ValueError, match="not --adapter"):
+        _cfg(model, data, tmp_path / "bad", finetune="full", adapter=str(adapter))
+    sft = run(_cfg(model, data, tmp_path / "full", finetune="full", max_steps=6,
+                   learning_rate=1e-3))  # fmt: skip
+    assert sft.adapter is None and sft.merged is not None and not (sft.out / "adapter").exists()
+    assert (
+        sft.metrics["finetune"] == "full" and sft.metrics["last_loss"] < sft.metrics["first_loss"]
+    )
+    base = AutoModelForCausalLM.from_pretrained(model)
+    tuned = AutoModelForCausalLM.from_pretrained(sft.merged)
+    # every weight trains: the trainable count is the whole model's
+    assert sft.metrics["trainable_parameters"] == sum(p.numel() for p in base.parameters())
+    ids = torch.tensor([[1, 20, 300, 4000]])
+    with torch.no_grad():
+        assert not torch.allclose(tuned.eval()(ids).logits, base.eval()(ids).logits, atol=1e-3)
+    dpo_data = _write(tmp_path / "pmpp_qa_dpo.json", DPO_ROWS)
+    dpo = run(_cfg(sft.merged, dpo_data, tmp_path / "full-dpo", method="dpo", finetune="full",
+                   max_steps=2, learning_rate=1e-4))  # fmt: skip
+    assert dpo.adapter is None and dpo.merged is not None and dpo.metrics["steps"] == 2
+    assert any(
+        "rewards/margins" in h for h in json.loads((dpo.out / "log_history.json").read_text())
+    )

@@ -2,6 +2,7 @@
 
     pmpprag train --config configs/train/sft.yaml          # SFT on qagen's Alpaca file
     pmpprag train --config configs/train/dpo.yaml          # DPO, starting from the SFT adapter
+    pmpprag train --config configs/train/gemma-sft-full.yaml   # full fine-tuning, no adapter
 
 SFT trains a LoRA adapter on prompt/completion conversations (loss on the answer only). DPO
 continues the SFT adapter on chosen/rejected answers; its reference model is a frozen copy of
@@ -10,6 +11,10 @@ Writes into ``--out``: ``adapter/`` (for ``--generator.adapter`` and ``eval abla
 ``merged/`` (base + adapter as one standard model folder, for vLLM or any HF tool),
 ``metrics.json``, ``log_history.json``, ``loss.png`` and ``config.yaml``. Checkpoints go to
 ``checkpoints/``; a run started again with the same ``--out`` resumes from the last one.
+
+``--finetune full`` trains every weight instead: no adapter, and ``merged/`` is the tuned model
+itself. Full DPO starts from ``--model`` (a full SFT run's ``merged/``), and TRL keeps a frozen
+copy of it as the reference.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ class TrainConfig:
     model: str = option("smollm2-135m-instruct", "base model: registry name, folder or hub id")
     adapter: str | None = option(None, "dpo: the SFT adapter to start from (also the reference)")
     out: Path = option(Path("out/train/sft"), "run folder")
+    finetune: Literal["lora", "full"] = option(
+        "lora", "lora (an adapter on the frozen base) or full (every weight; writes merged/ only)"
+    )
     lora_r: int = option(16, "LoRA rank")
     lora_alpha: int = option(32, "LoRA scale numerator (scale = alpha / r)")
     lora_dropout: float = option(0.05, "dropout on the LoRA input")
@@ -70,12 +78,19 @@ class TrainConfig:
             raise ValueError(f"--method {self.method!r}: use sft or dpo")
         if self.lora_r < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("--lora_r, --batch_size and --grad_accum must be at least 1")
+        if self.finetune not in ("lora", "full"):
+            raise ValueError(f"--finetune {self.finetune!r}: use lora or full")
+        if self.finetune == "full" and self.adapter:
+            raise ValueError(
+                "--finetune full trains the weights of --model: give it the folder to start from "
+                "(a full SFT run's merged/), not --adapter"
+            )
 
 
 @dataclass
 class TrainResult:
     out: Path
-    adapter: Path
+    adapter: Path | None  # None after full fine-tuning: merged/ is the model
     merged: Path | None
     metrics: dict[str, Any]
 
@@ -171,7 +186,9 @@ def _build_trainer(cfg: TrainConfig, device: str, train_rows: list, val_rows: li
 
     from pmpprag.models import load_causal_lm
 
-    dtype = "bfloat16" if device == "cuda" else "float32"
+    # LoRA trains a bf16 base on the GPU; full fine-tuning keeps float32 weights (bf16 autocast),
+    # since at its small learning rates most bf16 weight updates would round away
+    dtype = "bfloat16" if device == "cuda" and cfg.finetune == "lora" else "float32"
     model, tokenizer = load_causal_lm(
         cfg.model, device=device, dtype=dtype, attn_implementation=cfg.attn_implementation
     )
@@ -184,7 +201,7 @@ def _build_trainer(cfg: TrainConfig, device: str, train_rows: list, val_rows: li
         target_modules=cfg.target_modules,
         task_type="CAUSAL_LM",
     )
-    peft_config: LoraConfig | None = lora
+    peft_config: LoraConfig | None = lora if cfg.finetune == "lora" else None
     if cfg.adapter:  # continue this adapter; for DPO, TRL copies it as the frozen reference
         model = PeftModel.from_pretrained(model, cfg.adapter, is_trainable=True)
         peft_config = None
@@ -253,22 +270,13 @@ def run(cfg: TrainConfig) -> TrainResult:
     model = trainer.model
     tokenizer = trainer.processing_class
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    with atomic_folder(out / "adapter") as folder:
-        model.save_pretrained(folder, selected_adapters=["default"])
-        tokenizer.save_pretrained(folder)
-        _portable_base(folder / "adapter_config.json", cfg.model)
-    merged_path = None
-    if cfg.merge:
-        merged = model.merge_and_unload(adapter_names=["default"])
-        with atomic_folder(out / "merged") as folder:
-            merged.save_pretrained(folder)
-            tokenizer.save_pretrained(folder)
-        merged_path = out / "merged"
+    adapter_path, merged_path = _save(cfg, model, tokenizer, out)
 
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
     metrics = {
         "method": cfg.method,
+        "finetune": cfg.finetune,
         "model": cfg.model,
         "device": device,
         "rows": len(train_rows),
@@ -297,4 +305,26 @@ def run(cfg: TrainConfig) -> TrainResult:
         metrics["seconds"],
         out,
     )
-    return TrainResult(out, out / "adapter", merged_path, metrics)
+    return TrainResult(out, adapter_path, merged_path, metrics)
+
+
+def _save(
+    cfg: TrainConfig, model: Any, tokenizer: Any, out: Path
+) -> tuple[Path | None, Path | None]:
+    """Write adapter/ (LoRA) and merged/ (LoRA with --merge, always after full fine-tuning)."""
+    if cfg.finetune == "full":  # the trained model is the merged model
+        with atomic_folder(out / "merged") as folder:
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+        return None, out / "merged"
+    with atomic_folder(out / "adapter") as folder:
+        model.save_pretrained(folder, selected_adapters=["default"])
+        tokenizer.save_pretrained(folder)
+        _portable_base(folder / "adapter_config.json", cfg.model)
+    if not cfg.merge:
+        return out / "adapter", None
+    merged = model.merge_and_unload(adapter_names=["default"])
+    with atomic_folder(out / "merged") as folder:
+        merged.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    return out / "adapter", out / "merged"
