@@ -258,3 +258,15 @@ def test_extractive_sentences_follow_the_book_not_the_retrieval_rank() -> None:
     assert (
         texts[3] == "常见误区：在只有部分线程进入的分支里调用 __syncthreads()，会使线程块永远等待。"
     )
+
+
+def test_a_sentence_defining_the_asked_term_leads_the_book_ordered_rest() -> None:
+    later = _zh_hit(
+        1, 5, 200, "共享内存", "共享内存是每个 SM 上的片上存储，由一个线程块的线程共同使用。"
+    )
+    earlier = _zh_hit(
+        2, 4, 40, "线程块", "同一线程块中的线程可以借助屏障同步彼此的进度，再交换数据。"
+    )
+    picked = select_sentences(_FlatEmbedder(), "共享内存", [earlier, later], max_sentences=2,
+                              question="共享内存是什么？")  # fmt: skip
+    assert [s.passage for s in picked] == [2, 1]  # the definition (chapter 5) before chapter 4
