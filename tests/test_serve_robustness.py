@@ -155,3 +155,20 @@ def test_abstractive_rag_answers_stream_the_model_tokens(
         ]
         assert len(pieces) >= 3  # token by token, not one finished answer
         assert chunks[-1].choices[0].finish_reason in ("length", "stop")
+
+
+def test_a_stream_its_reader_leaves_frees_the_model_at_once(
+    tiny_model_and_adapter: tuple[Path, Path],
+) -> None:
+    """A client that closes its stream (or the next question in the app) must not wait behind
+    the rest of the abandoned answer: transformers generates in a thread holding the model."""
+    from pmpprag.generation import GeneratorConfig, SamplingConfig, load_generator
+
+    model, _ = tiny_model_and_adapter
+    generator = load_generator(GeneratorConfig(backend="transformers", model=str(model)))
+    stream = generator.stream("a warp is", SamplingConfig(max_new_tokens=1500, min_new_tokens=1500))
+    next(stream)
+    stream.close()  # the reader leaves after the first piece
+    lock = generator._lock  # type: ignore[attr-defined]
+    assert lock.acquire(blocking=False), "the abandoned generation still holds the model"
+    lock.release()

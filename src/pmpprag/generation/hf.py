@@ -33,6 +33,19 @@ class _FirstToken:
         return scores
 
 
+class _Cancelled:
+    """A stopping criterion that ends generation once ``event`` is set: a reader that stops
+    reading a stream (a closed connection, the next question) frees the model at once."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+
+
 def _mapped_streamer(streamer: Any, vocab: VocabMap) -> Any:
     """A streamer that maps a trimmed model's ids back to the tokenizer's before decoding."""
     put = streamer.put
@@ -170,13 +183,15 @@ class TransformersGenerator:
         return out
 
     def stream(self, prompt: Prompt, sampling: SamplingConfig) -> Iterator[str]:
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
 
         inputs = self._encode([render_prompt(self.tokenizer, prompt)])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         if self.vocab is not None:  # the streamer decodes original ids
             streamer = _mapped_streamer(streamer, self.vocab)
-        kwargs = {**inputs, **self._kwargs(sampling), "streamer": streamer}
+        cancelled = threading.Event()
+        kwargs = {**inputs, **self._kwargs(sampling), "streamer": streamer,
+                  "stopping_criteria": StoppingCriteriaList([_Cancelled(cancelled)])}  # fmt: skip
 
         def work() -> None:
             with self._lock:
@@ -185,11 +200,14 @@ class TransformersGenerator:
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
         seen = ""
-        for piece in streamer:
-            seen += piece
-            cut, stopped = truncate_at_stop(seen, sampling.stop)
-            if stopped:
-                yield piece[: len(piece) - (len(seen) - len(cut))]
-                break
-            yield piece
-        thread.join()
+        try:
+            for piece in streamer:
+                seen += piece
+                cut, stopped = truncate_at_stop(seen, sampling.stop)
+                if stopped:
+                    yield piece[: len(piece) - (len(seen) - len(cut))]
+                    break
+                yield piece
+        finally:  # a stop string, or a reader that left: end the generation, free the model
+            cancelled.set()
+            thread.join()
