@@ -1,6 +1,8 @@
 """Answer speed of a RAG config as a student and a grader feel it: first token, and a whole set.
 
     .venv/bin/python benchmarks/answer_speed.py --config configs/rag/gemma.yaml [--first 20]
+    .venv/bin/python benchmarks/answer_speed.py --config configs/rag/gemma.yaml \
+        --generator.model ~/.cache/pmpprag/models/gemma3-270m-trimmed --name gemma-trimmed
 
 - first token: ``--first`` questions of the Chinese sample set, one at a time through
   ``Assistant.stream_answer`` (what the app and ``/v1/chat/completions`` stream): seconds from
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pmpprag.api import Assistant, Question
+from pmpprag.config import parse_overrides
 from pmpprag.testsets import read_testset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,8 +51,9 @@ def main() -> int:
     parser.add_argument("--first", type=int, default=20, help="questions timed one at a time")
     parser.add_argument("--batch-size", type=int, default=16, help="ask_many generation batch")
     parser.add_argument("--name", default=None, help="results file suffix (default: config name)")
-    args = parser.parse_args()
-    assistant = Assistant.load(ROOT / args.config)
+    args, extra = parser.parse_known_args()  # the rest: config options, --generator.model X
+    overrides = parse_overrides(extra)
+    assistant = Assistant.load(ROOT / args.config, **overrides)
     items = read_testset(ROOT / args.testset)
     questions = [i.question for i in items]
     assistant.ask(questions[0])  # load the models and warm the caches, not timed
