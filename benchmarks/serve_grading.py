@@ -56,23 +56,6 @@ def answer_tokens(model: str, answers: list[str]) -> int:
     return sum(len(tokenizer.encode(a, add_special_tokens=False)) for a in answers)
 
 
-def wait_until_ready(server: subprocess.Popen[bytes], url: str, timeout_s: float) -> None:
-    """Poll ``GET /`` until the server answers; fail at once if its process exits."""
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited ({server.returncode}) before it was ready")
-        try:
-            if httpx.get(url + "/", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1.0)
-    raise TimeoutError(f"{url} did not answer GET / in {timeout_s:.0f} s")
-
-
 def stop(server: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the server's process group, SIGKILL after 60 s; returns once it is gone."""
     for sig, wait in ((signal.SIGTERM, 60), (signal.SIGKILL, 30)):
@@ -87,7 +70,9 @@ def stop(server: subprocess.Popen[bytes]) -> None:
 
 def grade_backend(backend: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Serve with one back-end, grade it, stop it; the row of the table."""
-    from pmpprag.eval.grade import GradeConfig, run
+    import httpx
+
+    from pmpprag.eval.grade import GradeConfig, run, wait_ready
 
     folder = out / f"serve_grading-{backend}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -105,7 +90,8 @@ def grade_backend(backend: str, args: argparse.Namespace, out: Path) -> dict[str
         server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
                                   start_new_session=True)  # fmt: skip
         try:
-            wait_until_ready(server, url, args.ready_timeout)
+            with httpx.Client() as client:
+                wait_ready(client, url, args.ready_timeout, alive=lambda: server.poll() is None)
             row["ready_s"] = round(time.perf_counter() - started, 1)
             metrics = run(GradeConfig(url=url, testset=Path(args.testset), out=folder,
                                       ready_timeout_s=30, limit=args.limit))  # fmt: skip

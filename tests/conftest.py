@@ -6,12 +6,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from pmpprag.eval.grade import GradeError, wait_ready
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -106,18 +107,12 @@ def start_server(args: list[str], tmp: Path) -> Iterator[str]:
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {(tmp / f'server-{port}.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(url + "/", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
+    try:
+        with httpx.Client() as client:
+            wait_ready(client, url, 300, alive=lambda: proc.poll() is None)
+    except GradeError as err:
         proc.kill()
-        raise RuntimeError("server did not come up")
+        raise RuntimeError(f"{err}: {(tmp / f'server-{port}.log').read_text()[-2000:]}") from err
     try:
         yield url
     finally:

@@ -294,6 +294,15 @@ def test_eval_grade_says_when_no_server_answers(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())  # nothing half-written
 
 
+def test_waiting_for_a_server_whose_process_exited_fails_at_once() -> None:
+    import httpx
+
+    from pmpprag.eval.grade import GradeError, wait_ready
+
+    with httpx.Client() as client, pytest.raises(GradeError, match="exited before it was ready"):
+        wait_ready(client, "http://127.0.0.1:9", 3, alive=lambda: False)
+
+
 @pytest.mark.slow
 def test_eval_ablate_runs_every_variant_on_a_tiny_model(
     corpus_index: Path, tiny_model_and_adapter: tuple[Path, Path], tmp_path: Path

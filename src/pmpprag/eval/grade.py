@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +54,17 @@ def _prompt(item: TestItem) -> str:
     return f"{item.question}\n{format_choices(item.choices)}" if item.choices else item.question
 
 
-def wait_ready(client: Any, url: str, timeout_s: float) -> str:
-    """Poll ``GET /`` until it reports a status; returns "ok" or "batch"."""
+def wait_ready(
+    client: Any, url: str, timeout_s: float, alive: Callable[[], bool] | None = None
+) -> str:
+    """Poll ``GET /`` until it reports a status; returns "ok" or "batch". ``alive`` (where the
+    caller started the server: is its process still running?) fails the wait at once when the
+    server exits during start-up, instead of polling a dead port until the timeout."""
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise GradeError(f"the server for {url} exited before it was ready")
         try:
             reply = client.get(url.rstrip("/") + "/", timeout=5)
             status = reply.json().get("status") if reply.status_code == 200 else None
