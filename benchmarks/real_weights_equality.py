@@ -192,6 +192,10 @@ def main() -> None:
 
         model = PeftModel.from_pretrained(model, args.adapter).merge_and_unload().eval()
         report["adapter"] = args.adapter
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"-{Path(args.adapter).parent.name}" if args.adapter else ""
+    path = out / f"real_weights_equality-{args.model}{tag}.json"
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16}
     for name in dtypes if args.device == "cuda" else ["float32"]:
         model.to(dtypes[name])
@@ -200,10 +204,8 @@ def main() -> None:
             report[f"vllm_vs_transformers_{name}_first_32"] = vllm_agreement(
                 model, prompts, report[name], name
             )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tag = f"-{Path(args.adapter).parent.name}" if args.adapter else ""
-    (out / f"real_weights_equality-{args.model}{tag}.json").write_text(json.dumps(report, indent=1))
+        # after each dtype: a command cut short by its time limit keeps what it measured
+        path.write_text(json.dumps(report, indent=1))
     for dtype in ("float32", "bfloat16"):
         if dtype not in report:
             continue
