@@ -307,18 +307,27 @@ def test_waiting_for_a_server_whose_process_exited_fails_at_once() -> None:
 def test_eval_ablate_runs_every_variant_on_a_tiny_model(
     corpus_index: Path, tiny_model_and_adapter: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from pmpprag.eval.ablate import AblateConfig, run
+    from pmpprag.eval.ablate import VARIANTS, AblateConfig, run
     from pmpprag.eval.ragas_eval import RagasConfig
     from pmpprag.generation import GeneratorConfig, SamplingConfig
 
     model, adapter = tiny_model_and_adapter
     cfg = AblateConfig(index=corpus_index, testset=_mixed_testset(tmp_path, 3), out=tmp_path / "ab",
-                       lora=str(adapter), generator=GeneratorConfig(backend="transformers", model=str(model)),
-                       sampling=SamplingConfig(max_new_tokens=8), ragas=RagasConfig(enabled=False))  # fmt: skip
+                       lora=str(adapter), full=str(model / "."),  # the tiny model stands in
+                       generator=GeneratorConfig(backend="transformers", model=str(model)),
+                       sampling=SamplingConfig(max_new_tokens=8), ragas=RagasConfig(enabled=False),
+                       variants=list(VARIANTS))  # fmt: skip
     report = run(cfg)
     rows = {r["variant"]: r for r in report["rows"]}
-    assert list(rows) == ["base", "+RAG", "+LoRA", "+LoRA+RAG", "+DPO+RAG"]
+    assert list(rows) == list(VARIANTS)
     assert rows["+DPO+RAG"]["skipped"] == "no --dpo adapter given"
+    full = json.loads((Path(rows["+full+RAG"]["folder"]) / "metrics.json").read_text())
+    assert full["model"] == str(model / ".") and rows["+full+RAG"]["adapter"] is None
+    assert rows["extractive"]["key_point_coverage"] is not None
+    extractive_settings = json.loads(
+        (Path(rows["extractive"]["folder"]) / "metrics.json").read_text()
+    )
+    assert extractive_settings["mode"] == "extractive" and rows["extractive"]["adapter"] is None
     assert rows["+LoRA"]["adapter"] == str(adapter) and rows["base"]["adapter"] is None
     assert rows["base"]["mcq_methods"] == ["mcq:loglik"]  # no passages: the model decides
     assert rows["+RAG"]["mcq_methods"] == ["mcq:combined"]  # auto for an unmeasured model

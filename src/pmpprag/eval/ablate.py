@@ -1,10 +1,13 @@
-"""What each part adds: base / +RAG / +LoRA / +LoRA+RAG / +DPO+RAG on one test set, one command.
+"""What each part adds: base / +RAG / +LoRA / +LoRA+RAG / +DPO+RAG / +full+RAG / extractive on
+one test set, one command.
 
     pmpprag eval ablate --testset eval/sample_en.jsonl [--lora out/train/sft] [--dpo out/train/dpo]
+        [--full out/train/sft-full/merged]
 
-Every variant answers the same items with the same settings except retrieval and the adapter;
-the model is loaded once per adapter and the index once. A variant whose adapter is not given
-is listed as skipped, with the reason. Writes ``ablation.json``, ``ablation.md``,
+Every variant answers the same items with the same settings except retrieval, the adapter, the
+model (``--full``: a fully fine-tuned model replaces the base) and, for ``extractive``, the
+answering mode (the passages' sentences, no model); the model is loaded once per adapter and the
+index once. A variant whose adapter or model is not given is listed as skipped, with the reason. Writes ``ablation.json``, ``ablation.md``,
 ``ablation.png`` and one ``eval run``-style folder per variant under ``--out``.
 """
 
@@ -34,14 +37,18 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["VARIANTS", "AblateConfig", "run"]
 
-# variant -> (retrieval on, which adapter: None | "lora" | "dpo")
+# variant -> (retrieval on, what it swaps in: None | "lora" | "dpo" (an adapter) | "full" (a
+# fully tuned model instead of the base) | "extractive" (the extractive mode, no model))
 VARIANTS: dict[str, tuple[bool, str | None]] = {
     "base": (False, None),
     "+RAG": (True, None),
     "+LoRA": (False, "lora"),
     "+LoRA+RAG": (True, "lora"),
     "+DPO+RAG": (True, "dpo"),
+    "+full+RAG": (True, "full"),
+    "extractive": (True, "extractive"),
 }
+DEFAULT_VARIANTS = ["base", "+RAG", "+LoRA", "+LoRA+RAG", "+DPO+RAG"]
 
 
 @dataclass
@@ -49,7 +56,12 @@ class AblateConfig(EvalRunConfig):
     out: Path = option(Path("out/eval/ablate"), "where the table, chart and variant runs go")
     lora: str | None = option(None, "LoRA (SFT) adapter folder for the +LoRA variants")
     dpo: str | None = option(None, "DPO adapter folder for the +DPO+RAG variant")
-    variants: list[str] = option(list(VARIANTS), "variants to run, in order")
+    full: str | None = option(None, "fully fine-tuned model (folder or id) for +full+RAG")
+    variants: list[str] = option(
+        list(DEFAULT_VARIANTS),
+        f"variants to run, in order, from: {', '.join(VARIANTS)} (the last two: "
+        "--variants ... +full+RAG extractive)",
+    )
 
     def __post_init__(self) -> None:
         unknown = [v for v in self.variants if v not in VARIANTS]
@@ -65,21 +77,26 @@ def run(cfg: AblateConfig) -> dict[str, Any]:
     by_adapter: dict[str | None, Assistant] = {}  # one loaded model per adapter
     rows: list[AblationRow] = []
     for variant in cfg.variants:
-        use_rag, adapter_kind = VARIANTS[variant]
-        adapter = getattr(cfg, adapter_kind) if adapter_kind else None
-        if adapter_kind and not adapter:
-            rows.append(AblationRow(variant, skipped=f"no --{adapter_kind} adapter given"))
-            logger.warning("%s skipped: no --%s adapter given", variant, adapter_kind)
+        use_rag, kind = VARIANTS[variant]
+        if kind in ("lora", "dpo", "full") and not getattr(cfg, kind):
+            what = "model" if kind == "full" else "adapter"
+            rows.append(AblationRow(variant, skipped=f"no --{kind} {what} given"))
+            logger.warning("%s skipped: no --%s %s given", variant, kind, what)
             continue
-        run_cfg = replace(cfg, rag=use_rag, generator=replace(cfg.generator, adapter=adapter))
+        adapter = getattr(cfg, kind) if kind in ("lora", "dpo") else None
+        generator = replace(cfg.generator, adapter=adapter)
+        if kind == "full":
+            generator = replace(generator, model=cfg.full)
+        mode = "extractive" if kind == "extractive" else cfg.mode
+        run_cfg = replace(cfg, rag=use_rag, mode=mode, generator=generator)
         assistant = by_adapter.get(adapter, base).with_config(run_cfg)
         by_adapter[adapter] = assistant
         logger.info("%s: answering %d items", variant, len(items))
         answers, wall = answer_items(assistant, items, cfg.batch_size)
         scored = score_answers(items, answers, embedder)
         metrics = summarise(scored, wall)
-        metrics.model, metrics.backend = cfg.generator.model, cfg.generator.backend
-        metrics.rag, metrics.mode, metrics.adapter = use_rag, cfg.mode, adapter
+        metrics.model, metrics.backend = generator.model, generator.backend
+        metrics.rag, metrics.mode, metrics.adapter = use_rag, mode, adapter
         metrics.testset, metrics.settings = str(cfg.testset), to_dict(run_cfg)
         folder = Path(cfg.out) / variant.replace("+", "plus-").strip("-").lower()
         write_run(folder, scored, metrics, f"ablation variant {variant}: {cfg.testset}", run_cfg)

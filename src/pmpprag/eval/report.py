@@ -153,13 +153,13 @@ def ablation_chart(out: Path, rows: list[AblationRow]) -> str:
 
 def ablation_table(rows: list[AblationRow]) -> str:
     """The ablation variants as a markdown table; skipped variants say why."""
-    lines = ["| variant | mcq accuracy | key-point coverage | course metric | CJK ROUGE-L | ROUGE-L | q/s |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| variant | mcq accuracy | key-point coverage | course metric | CJK ROUGE-L | ROUGE-L "
+             "| repeated 4-char n-grams | q/s |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         if r.skipped:
-            lines.append(f"| {r.variant} | skipped: {r.skipped} | | | | | |")
+            lines.append(f"| {r.variant} | skipped: {r.skipped} | | | | | | |")
             continue
         lines.append(f"| {r.variant} | {_fmt(r.mcq_accuracy)} | {_fmt(r.key_point_coverage)} | "
                      f"{_fmt(r.course_rouge_l)} | {_fmt(r.cjk_rouge_l)} | {_fmt(r.rouge_l)} | "
-                     f"{_fmt(r.questions_per_s)} |")  # fmt: skip
+                     f"{_fmt(r.repeated_4gram)} | {_fmt(r.questions_per_s)} |")  # fmt: skip
     return "\n".join(lines)

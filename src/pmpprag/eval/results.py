@@ -110,6 +110,7 @@ class AblationRow:
     course_rouge_l: float | None = None
     cjk_rouge_l: float | None = None
     rouge_l: float | None = None
+    repeated_4gram: float | None = None
     questions_per_s: float | None = None
     tokens_per_s: float | None = None
     folder: str | None = None
@@ -129,6 +130,7 @@ class AblationRow:
             course_rouge_l=q.open.course_rouge_l,
             cjk_rouge_l=q.open.cjk_rouge_l,
             rouge_l=q.open.rouge_l,
+            repeated_4gram=q.open.repeated_4gram,
             questions_per_s=s.questions_per_s,
             tokens_per_s=s.tokens_per_s,
             folder=folder,
