@@ -77,3 +77,22 @@ def test_describe_flattens_nested() -> None:
     assert "--inner.max_tokens" in rows and "--rag" in rows
     # a group's own default factory decides what --help shows
     assert rows["--inner.max_tokens"] == "256" and rows["--tight.max_tokens"] == "64"
+
+
+def test_no_repeat_ngram_on_a_backend_without_it_is_a_clear_error() -> None:
+    from pmpprag.eval.ablate import AblateConfig
+    from pmpprag.generation import GeneratorConfig, SamplingConfig
+    from pmpprag.rag.pipeline import RagConfig
+
+    with pytest.raises(ValueError, match="transformers only, not vllm"):
+        RagConfig(
+            generator=GeneratorConfig(backend="vllm"), sampling=SamplingConfig(no_repeat_ngram=4)
+        )
+    with pytest.raises(ValueError, match="transformers only"):
+        AblateConfig(sampling=SamplingConfig(no_repeat_ngram=4))  # subclasses check it too
+    with pytest.raises(ValueError, match="0 \\(off\\) or at least 2"):
+        SamplingConfig(no_repeat_ngram=1)
+    RagConfig(
+        generator=GeneratorConfig(backend="transformers"),
+        sampling=SamplingConfig(no_repeat_ngram=4),
+    )

@@ -172,3 +172,41 @@ def test_a_stream_its_reader_leaves_frees_the_model_at_once(
     lock = generator._lock  # type: ignore[attr-defined]
     assert lock.acquire(blocking=False), "the abandoned generation still holds the model"
     lock.release()
+
+
+def test_no_repeat_ngram_stops_a_loop_in_the_reply_but_lets_it_copy_the_prompt(
+    tiny_model_and_adapter: tuple[Path, Path],
+) -> None:
+    """The random tiny model repeats a 2-token run within 80 greedy tokens; with
+    ``no_repeat_ngram`` its reply holds none. The ban looks at the reply only: a run that is in
+    the prompt may still be written (transformers' own ``no_repeat_ngram_size`` forbids that)."""
+    import torch
+
+    from pmpprag.generation import GeneratorConfig, SamplingConfig, load_generator
+    from pmpprag.generation.hf import _NoReplyRepeat
+
+    model, _ = tiny_model_and_adapter
+    generator = load_generator(GeneratorConfig(backend="transformers", model=str(model)))
+    hf_model, tokenizer = generator.model, generator.tokenizer  # type: ignore[attr-defined]
+    prompt = tokenizer("a warp is", return_tensors="pt")["input_ids"]
+    replies = {}
+    for n in (0, 2):
+        processors = [_NoReplyRepeat(n, prompt.shape[1])] if n else []
+        out = hf_model.generate(prompt, max_new_tokens=80, min_new_tokens=80, do_sample=False,
+                                logits_processor=processors)  # fmt: skip
+        ids = out[0, prompt.shape[1] :].tolist()
+        replies[n] = len({tuple(ids[i : i + 2]) for i in range(len(ids) - 1)}), len(ids) - 1
+    assert replies[0][0] < replies[0][1], "the bare tiny model repeats a run"
+    assert replies[2][0] == replies[2][1], "no run repeats in the reply"
+    texts = [
+        generator.generate(["a warp is"], SamplingConfig(max_new_tokens=80, no_repeat_ngram=n))[0]
+        for n in (0, 2)
+    ]
+    assert texts[0].text != texts[1].text  # the option reaches the generator's decoding
+
+    # the processor itself: prompt [7, 8, 9 | reply 7, 8] may go on with 9 (the prompt's run),
+    # and a reply [1, 2, 3, 1, 2] may not go on with 3
+    out = _NoReplyRepeat(3, start=3)(torch.tensor([[7, 8, 9, 7, 8]]), torch.zeros(1, 10))
+    assert torch.isfinite(out).all()
+    out = _NoReplyRepeat(3, start=0)(torch.tensor([[1, 2, 3, 1, 2]]), torch.zeros(1, 10))
+    assert out[0, 3] == float("-inf") and torch.isfinite(out[0, :3]).all()

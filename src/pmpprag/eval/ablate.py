@@ -64,6 +64,7 @@ class AblateConfig(EvalRunConfig):
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown:
             raise ValueError(f"--variants {unknown}: choose from {', '.join(VARIANTS)}")

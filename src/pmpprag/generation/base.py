@@ -64,6 +64,11 @@ class SamplingConfig:
     min_new_tokens: int = option(
         0, "generate at least this many tokens (benchmarks: fixed lengths)"
     )
+    no_repeat_ngram: int = option(
+        0,
+        "forbid the reply to repeat any of its own N-token runs (0 = off; transformers only; "
+        "the prompt's passages may still be copied)",
+    )
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -72,6 +77,8 @@ class SamplingConfig:
             raise ValueError("--sampling.temperature must be >= 0")
         if self.repetition_penalty <= 0:
             raise ValueError("--sampling.repetition_penalty must be > 0 (1 = off)")
+        if self.no_repeat_ngram < 0 or self.no_repeat_ngram == 1:
+            raise ValueError("--sampling.no_repeat_ngram must be 0 (off) or at least 2")
 
 
 @dataclass

@@ -46,6 +46,31 @@ class _Cancelled:
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
 
 
+class _NoReplyRepeat:
+    """A logits processor that bans any token which would repeat an ``n``-token run the reply
+    already holds. Unlike transformers' ``no_repeat_ngram_size`` it looks at the reply only (the
+    columns after ``start``, the left-padded prompt width), so copying a code line from the
+    passages stays allowed; it ends the loops a small model falls into."""
+
+    def __init__(self, n: int, start: int) -> None:
+        self.n, self.start = n, start
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        reply = input_ids[:, self.start :].tolist()
+        for row, ids in enumerate(reply):
+            if len(ids) < self.n:
+                continue
+            tail = tuple(ids[len(ids) - self.n + 1 :])
+            banned = {
+                ids[i + self.n - 1]
+                for i in range(len(ids) - self.n + 1)
+                if tuple(ids[i : i + self.n - 1]) == tail
+            }
+            if banned:
+                scores[row, list(banned)] = float("-inf")
+        return scores
+
+
 def _mapped_streamer(streamer: Any, vocab: VocabMap) -> Any:
     """A streamer that maps a trimmed model's ids back to the tokenizer's before decoding."""
     put = streamer.put
@@ -124,6 +149,11 @@ class TransformersGenerator:
             kwargs.update(stop_strings=sampling.stop, tokenizer=self.tokenizer)
         return kwargs
 
+    def _processors(self, sampling: SamplingConfig, inputs: dict[str, Any]) -> list[Any]:
+        if not sampling.no_repeat_ngram:
+            return []
+        return [_NoReplyRepeat(sampling.no_repeat_ngram, inputs["input_ids"].shape[1])]
+
     def generate(self, prompts: list[Prompt], sampling: SamplingConfig) -> list[Generation]:
         import torch
         from transformers import LogitsProcessorList
@@ -135,7 +165,9 @@ class TransformersGenerator:
             with torch.no_grad():
                 out = self.model.generate(
                     **inputs,
-                    logits_processor=LogitsProcessorList([_FirstToken(timer)]),
+                    logits_processor=LogitsProcessorList(
+                        [_FirstToken(timer), *self._processors(sampling, inputs)]
+                    ),
                     **self._kwargs(sampling),
                 )
             wall = timer.elapsed
@@ -183,7 +215,7 @@ class TransformersGenerator:
         return out
 
     def stream(self, prompt: Prompt, sampling: SamplingConfig) -> Iterator[str]:
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
+        from transformers import LogitsProcessorList, StoppingCriteriaList, TextIteratorStreamer
 
         inputs = self._encode([render_prompt(self.tokenizer, prompt)])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -191,7 +223,8 @@ class TransformersGenerator:
             streamer = _mapped_streamer(streamer, self.vocab)
         cancelled = threading.Event()
         kwargs = {**inputs, **self._kwargs(sampling), "streamer": streamer,
-                  "stopping_criteria": StoppingCriteriaList([_Cancelled(cancelled)])}  # fmt: skip
+                  "stopping_criteria": StoppingCriteriaList([_Cancelled(cancelled)]),
+                  "logits_processor": LogitsProcessorList(self._processors(sampling, inputs))}  # fmt: skip
 
         def work() -> None:
             with self._lock:

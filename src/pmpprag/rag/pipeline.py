@@ -103,6 +103,13 @@ class RagConfig:
     )
     rag: bool = option(True, "retrieve passages (false: the bare model answers)")
 
+    def __post_init__(self) -> None:
+        if self.sampling.no_repeat_ngram and self.generator.backend != "transformers":
+            raise ValueError(
+                f"--sampling.no_repeat_ngram works with --generator.backend transformers only, "
+                f"not {self.generator.backend}: set it to 0"
+            )
+
 
 @dataclass
 class Question:
