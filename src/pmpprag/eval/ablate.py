@@ -86,7 +86,7 @@ def run(cfg: AblateConfig) -> dict[str, Any]:
             continue
         adapter = getattr(cfg, kind) if kind in ("lora", "dpo") else None
         generator = replace(cfg.generator, adapter=adapter)
-        if kind == "full":
+        if kind == "full" and cfg.full:
             generator = replace(generator, model=cfg.full)
         mode = "extractive" if kind == "extractive" else cfg.mode
         run_cfg = replace(cfg, rag=use_rag, mode=mode, generator=generator)
