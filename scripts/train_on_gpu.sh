@@ -13,8 +13,9 @@
 #        python3 -m pmpprag.cli eval run --testset data/dev/open_zh_dev.jsonl
 #          --config configs/rag/gemma.yaml --generator.model out/train/gemma-sft-full/merged
 #          --generator.adapter "" --generator.device cuda --generator.dtype bfloat16 --out $OUT/dev)
-# with configs/train/NAME.yaml; the adapter, metrics and loss history go to $OUT/NAME. A run cut
-# short resumes from its last checkpoint when started again on the same (warm) machine.
+# with configs/train/NAME.yaml and any overrides after NAME (--epochs 4 --out out/train/x); the
+# adapter, metrics and loss history go to $OUT/<the run folder's name>. A run cut short resumes
+# from its last checkpoint when started again on the same (warm) machine.
 set -euo pipefail
 SITE=/root/site
 export PYTHONPATH=$SITE:$PWD/src
@@ -26,8 +27,8 @@ case "$1" in
     ls $SITE | head -50
     ;;
   train)
-    NAME=$2 python3 - <<'PY'
-import json, logging, os, shutil, time
+    NAME=$2 python3 - "${@:3}" <<'PY'
+import json, logging, os, shutil, sys, time
 from pathlib import Path
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 import torch, transformers, peft, trl
@@ -44,15 +45,15 @@ def _safe_hash(cls, value):
     except Exception:
         return uuid.uuid4().hex
 fingerprint.Hasher.hash = classmethod(_safe_hash)
-from pmpprag.config import load_config
+from pmpprag.config import load_config, parse_overrides
 from pmpprag.train.stage import TrainConfig, run
 out = Path(os.environ["OUT"])
 for name in [os.environ["NAME"]]:
-    cfg = load_config(TrainConfig, f"configs/train/{name}.yaml", {})
+    cfg = load_config(TrainConfig, f"configs/train/{name}.yaml", parse_overrides(sys.argv[1:]))
     started = time.perf_counter()
     result = run(cfg)
     print(name, "done in", round(time.perf_counter() - started, 1), "s:", json.dumps(result.metrics)[:600])
-    dest = out / name
+    dest = out / Path(cfg.out).name
     if result.adapter:  # a LoRA adapter comes back; a fully tuned model stays in out/ here
         shutil.copytree(result.adapter, dest / "adapter")
     else:
