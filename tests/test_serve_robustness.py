@@ -210,3 +210,46 @@ def test_no_repeat_ngram_stops_a_loop_in_the_reply_but_lets_it_copy_the_prompt(
     assert torch.isfinite(out).all()
     out = _NoReplyRepeat(3, start=0)(torch.tensor([[1, 2, 3, 1, 2]]), torch.zeros(1, 10))
     assert out[0, 3] == float("-inf") and torch.isfinite(out[0, :3]).all()
+
+
+def test_a_vllm_async_stream_its_reader_leaves_is_cancelled() -> None:
+    """The async vLLM back-end pumps the engine's outputs on its own event loop; a reader that
+    leaves must cancel that pump (vLLM aborts a cancelled request), not leave it decoding. The
+    engine here is a stand-in that counts what it was asked for (vLLM needs a GPU)."""
+    import asyncio
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from pmpprag.generation import SamplingConfig
+    from pmpprag.generation.vllm_engine import VLLMAsyncGenerator
+
+    produced: list[int] = []
+    cancelled = threading.Event()
+
+    class Endless(VLLMAsyncGenerator):
+        def __init__(self) -> None:  # the event loop thread only, no engine
+            self._loop = asyncio.new_event_loop()
+            threading.Thread(target=self._loop.run_forever, daemon=True).start()
+
+        async def _deltas(self, prompt, sampling):  # type: ignore[no-untyped-def]
+            text = ""
+            try:
+                while True:
+                    text += "x"
+                    produced.append(1)
+                    yield SimpleNamespace(outputs=[SimpleNamespace(text=text)])
+                    await asyncio.sleep(0.005)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+    generator = Endless()
+    stream = generator.stream("a warp is", SamplingConfig(max_new_tokens=10_000))
+    assert next(stream) == "x"
+    stream.close()  # the reader leaves after the first piece
+    assert cancelled.wait(5), "the abandoned request was not cancelled"
+    count = len(produced)
+    time.sleep(0.1)
+    assert len(produced) == count  # and nothing more is decoded for it
+    generator._loop.call_soon_threadsafe(generator._loop.stop)

@@ -235,11 +235,16 @@ class VLLMAsyncGenerator(_VLLMTokens):
                 pieces.put(err)
             pieces.put(None)
 
-        asyncio.run_coroutine_threadsafe(pump(), self._loop)
-        while (piece := pieces.get()) is not None:
-            if isinstance(piece, BaseException):
-                raise piece
-            yield piece
+        task = asyncio.run_coroutine_threadsafe(pump(), self._loop)
+        try:
+            while (piece := pieces.get()) is not None:
+                if isinstance(piece, BaseException):
+                    raise piece
+                yield piece
+        finally:
+            # A reader that leaves early (a closed connection, the next question) cancels the
+            # pump; vLLM's generate() aborts a cancelled request, so the engine stops decoding it.
+            task.cancel()
 
     def close(self) -> None:
         self._loop.call_soon_threadsafe(self.engine.shutdown)
