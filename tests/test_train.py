@@ -162,3 +162,71 @@ def test_full_fine_tuning_writes_the_model_itself_and_full_dpo_continues_it(
     assert any(
         "rewards/margins" in h for h in json.loads((dpo.out / "log_history.json").read_text())
     )
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_the_answer_only_head_gives_the_models_own_loss_and_gradients(family: str) -> None:
+    """train/head.py projects only the labelled positions; its loss and the LoRA gradients must
+    equal the model's own full-logits loss (left padding, a prompt masked with -100, Gemma's
+    logit soft-capping)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+
+    from pmpprag.train.head import answer_head_loss
+
+    torch.manual_seed(0)
+    shape = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                 num_attention_heads=2, num_key_value_heads=1)  # fmt: skip
+    model = (
+        LlamaForCausalLM(LlamaConfig(**shape))
+        if family == "llama"
+        else Gemma3ForCausalLM(Gemma3TextConfig(**shape, head_dim=16, final_logit_softcapping=5.0))
+    )
+    model = get_peft_model(
+        model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
+    ids = torch.randint(0, 300, (3, 20))
+    mask = torch.ones_like(ids)
+    mask[0, :5] = 0  # left padding
+    labels = ids.clone()
+    labels[:, :12] = -100  # the prompt
+    inputs = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    def loss_and_grads(loss_fn):  # type: ignore[no-untyped-def]
+        model.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+        return float(loss), grads
+
+    ours, our_grads = loss_and_grads(lambda: answer_head_loss(model, inputs))
+    theirs, their_grads = loss_and_grads(lambda: model(**inputs).loss)
+    assert ours == pytest.approx(theirs, rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(our_grads, their_grads, strict=True))
+    # counting tokens over several batches (gradient accumulation) divides by that count
+    half = float(answer_head_loss(model, inputs, num_items=2 * int((labels[:, 1:] != -100).sum())))
+    assert half == pytest.approx(theirs / 2, rel=1e-5)
+
+
+def test_cpu_sft_trains_with_the_answer_only_head_and_matches_trls_loss(
+    tiny_model_and_adapter: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """On the CPU ``lm_head: auto`` picks the answer-only head; the same 3 steps with TRL's own
+    head log the same losses (same data order, same seed), so only the speed differs."""
+    model, _ = tiny_model_and_adapter
+    data = _write(tmp_path / "pmpp_qa_train.json", ROWS)
+    losses = {}
+    for head in ("auto", "trl"):
+        result = run(_cfg(model, data, tmp_path / head, max_steps=3, lm_head=head))
+        history = json.loads((result.out / "log_history.json").read_text())
+        losses[head] = [h["loss"] for h in history if "loss" in h]
+    assert len(losses["auto"]) == 3
+    assert losses["auto"] == pytest.approx(losses["trl"], rel=1e-4)
+
+    from pmpprag.train.stage import _build_trainer
+
+    trainer = _build_trainer(_cfg(model, data, tmp_path / "x"), "cpu", ROWS, None)
+    assert type(trainer).__name__ == "AnswerHeadSFTTrainer"
+    trainer = _build_trainer(_cfg(model, data, tmp_path / "y", lm_head="trl"), "cpu", ROWS, None)
+    assert type(trainer).__name__ == "SFTTrainer"

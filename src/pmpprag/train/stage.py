@@ -72,8 +72,16 @@ class TrainConfig:
         None, "attention kernel for training: eager for Gemma 3 (sdpa diverged to NaN in bf16)"
     )
     seed: int = option(0, "seed for data order and adapter initialisation")
+    lm_head: Literal["auto", "answers", "trl"] = option(
+        "auto",
+        "SFT loss: answers (the output head only at answer positions, train/head.py), trl "
+        "(TRL's tiled fused head), auto (answers on the CPU, where it measured 2.8x faster a "
+        "step than full logits and 4x than trl's; trl on the GPU)",
+    )
 
     def __post_init__(self) -> None:
+        if self.lm_head not in ("auto", "answers", "trl"):
+            raise ValueError(f"--lm_head {self.lm_head!r}: use auto, answers or trl")
         if self.method not in ("sft", "dpo"):
             raise ValueError(f"--method {self.method!r}: use sft or dpo")
         if self.lora_r < 1 or self.batch_size < 1 or self.grad_accum < 1:
@@ -209,7 +217,9 @@ def _build_trainer(cfg: TrainConfig, device: str, train_rows: list, val_rows: li
     train = to_conversations(train_rows, cfg.method)
     val = to_conversations(val_rows, cfg.method) if val_rows else None
     if cfg.method == "sft":
-        return SFTTrainer(
+        head = cfg.lm_head if cfg.lm_head != "auto" else "answers" if device == "cpu" else "trl"
+        trainer_class = _answer_head_sft_trainer(SFTTrainer) if head == "answers" else SFTTrainer
+        return trainer_class(
             model=model,
             args=SFTConfig(**args),
             train_dataset=train,
@@ -225,6 +235,25 @@ def _build_trainer(cfg: TrainConfig, device: str, train_rows: list, val_rows: li
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+
+
+def _answer_head_sft_trainer(base: type) -> type:
+    """SFTTrainer whose training loss projects only the answer positions (train/head.py)."""
+    from pmpprag.train.head import answer_head_loss
+
+    class AnswerHeadSFTTrainer(base):
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: Any,
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            if return_outputs or not model.training:  # evaluation: TRL's own (and its metrics)
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            return answer_head_loss(model, inputs, num_items_in_batch)
+
+    return AnswerHeadSFTTrainer
 
 
 def _portable_base(config: Path, model: str) -> None:
