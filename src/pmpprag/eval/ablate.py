@@ -6,9 +6,10 @@ one test set, one command.
 
 Every variant answers the same items with the same settings except retrieval, the adapter, the
 model (``--full``: a fully fine-tuned model replaces the base) and, for ``extractive``, the
-answering mode (the passages' sentences, no model); the model is loaded once per adapter and the
-index once. A variant whose adapter or model is not given is listed as skipped, with the reason. Writes ``ablation.json``, ``ablation.md``,
-``ablation.png`` and one ``eval run``-style folder per variant under ``--out``.
+answering mode (the passages' sentences, no model); each model and adapter is loaded once, the
+index once. A variant whose adapter or model is not given is listed as skipped, with the reason.
+Writes ``ablation.json``, ``ablation.md``, ``ablation.png`` and one ``eval run``-style folder
+per variant under ``--out``.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def run(cfg: AblateConfig) -> dict[str, Any]:
     base = Assistant.load(replace(cfg, rag=True))  # the retriever also embeds for scoring
     assert base.retriever is not None
     embedder = base.retriever.embedder
-    by_adapter: dict[str | None, Assistant] = {}  # one loaded model per adapter
+    loaded: dict[tuple[str, str | None], Assistant] = {}  # one per (model, adapter)
     rows: list[AblationRow] = []
     for variant in cfg.variants:
         use_rag, kind = VARIANTS[variant]
@@ -90,8 +91,9 @@ def run(cfg: AblateConfig) -> dict[str, Any]:
             generator = replace(generator, model=cfg.full)
         mode = "extractive" if kind == "extractive" else cfg.mode
         run_cfg = replace(cfg, rag=use_rag, mode=mode, generator=generator)
-        assistant = by_adapter.get(adapter, base).with_config(run_cfg)
-        by_adapter[adapter] = assistant
+        key = (generator.model, adapter)
+        assistant = loaded.get(key, base).with_config(run_cfg)
+        loaded[key] = assistant
         logger.info("%s: answering %d items", variant, len(items))
         answers, wall = answer_items(assistant, items, cfg.batch_size)
         scored = score_answers(items, answers, embedder)
