@@ -47,28 +47,18 @@ class _Cancelled:
 
 
 class _NoReplyRepeat:
-    """A logits processor that bans any token which would repeat an ``n``-token run the reply
-    already holds. Unlike transformers' ``no_repeat_ngram_size`` it looks at the reply only (the
-    columns after ``start``, the left-padded prompt width), so copying a code line from the
-    passages stays allowed; it ends the loops a small model falls into."""
+    """transformers' ``NoRepeatNGramLogitsProcessor`` applied to the reply only (the columns
+    after ``start``, the left-padded prompt width): the reply may not repeat one of its own
+    ``n``-token runs, the loops a small model falls into, while copying a code line from the
+    passages stays allowed (the library's processor alone would ban that too)."""
 
     def __init__(self, n: int, start: int) -> None:
-        self.n, self.start = n, start
+        from transformers import NoRepeatNGramLogitsProcessor
+
+        self.reply_only, self.start = NoRepeatNGramLogitsProcessor(n), start
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
-        reply = input_ids[:, self.start :].tolist()
-        for row, ids in enumerate(reply):
-            if len(ids) < self.n:
-                continue
-            tail = tuple(ids[len(ids) - self.n + 1 :])
-            banned = {
-                ids[i + self.n - 1]
-                for i in range(len(ids) - self.n + 1)
-                if tuple(ids[i : i + self.n - 1]) == tail
-            }
-            if banned:
-                scores[row, list(banned)] = float("-inf")
-        return scores
+        return self.reply_only(input_ids[:, self.start :], scores)
 
 
 def _mapped_streamer(streamer: Any, vocab: VocabMap) -> Any:
