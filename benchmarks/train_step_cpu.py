@@ -1,14 +1,15 @@
-"""CPU training step time: the LM head only at answer positions (TRL's fused head) or everywhere.
+"""CPU training step time by where the output head is applied: answer positions, or everywhere.
 
     .venv/bin/python benchmarks/train_step_cpu.py [--model gemma3-270m] [--steps 3] [--batch 4]
 
 gemma-3-270m's 262k-token output head is most of its compute at long grounded prompts (about
-900 prompt tokens, 100 answer tokens). TRL 1.16's SFT and DPO trainers project through the head
-only the positions whose next token is a label (``add_fused_lm_head``); ``full`` swaps that for
-the model's ordinary loss, which builds logits for every position. Both run LoRA SFT (the
-project's trainer, ``train/stage.py``) on the same first rows of the RAFT training file (``pmpprag
-raft``), one process each: seconds per optimizer step (the median after one warm-up step) and
-the process's peak memory. Writes benchmarks/results/train_step_cpu.json and a markdown table.
+900 prompt tokens, 100 answer tokens). Three SFT losses: ``answers`` (``--lm_head answers``,
+train/head.py: the head only at answer positions, untiled), ``fused`` (``--lm_head trl``: TRL
+1.16's tiled head at answer positions, ``add_fused_lm_head``) and ``full`` (the model's ordinary
+loss, logits at every position). Each runs LoRA SFT through the project's trainer
+(``train/stage.py``) on the same first rows of the RAFT training file (``pmpprag raft``), one
+process each: seconds per optimizer step (the median after one warm-up step) and the process's
+peak memory. Writes benchmarks/results/train_step_cpu.json and a markdown table.
 """
 
 from __future__ import annotations
@@ -31,31 +32,23 @@ HEADS = ("fused", "full", "answers")
 
 def one(head: str, model: str, data: Path, steps: int, batch: int, finetune: str) -> dict[str, Any]:
     """One variant in this process: ``steps`` timed optimizer steps after a warm-up step."""
-    import torch
     from transformers import TrainerCallback
 
     from pmpprag.train.data import load_rows
-    from pmpprag.train.head import answer_head_loss
     from pmpprag.train.stage import TrainConfig, _build_trainer
 
-    torch.set_num_threads(torch.get_num_threads())
     rows = load_rows(data, "sft")[: (steps + 1) * batch]
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(method="sft", data=data, model=model, out=Path(tmp), finetune=finetune,  # type: ignore[arg-type]
                           max_steps=steps + 1, batch_size=batch, max_length=2048, save_steps=10_000,
                           logging_steps=1, device="cpu", merge=False, attn_implementation="eager",
-                          learning_rate=1e-4 if finetune == "lora" else 2e-5)  # fmt: skip
+                          learning_rate=1e-4 if finetune == "lora" else 2e-5,
+                          lm_head="answers" if head == "answers" else "trl")  # fmt: skip
         trainer = _build_trainer(cfg, "cpu", rows, None)
         if head == "full":  # the model's own loss: logits at every position
             trainer.compute_loss = (
                 lambda model, inputs, return_outputs=False, num_items_in_batch=None: (  # type: ignore[method-assign]
                     model(**{k: v for k, v in inputs.items() if k != "completion_mask"}).loss
-                )
-            )
-        if head == "answers":  # the head at answer positions only, untiled (train/head.py)
-            trainer.compute_loss = (
-                lambda model, inputs, return_outputs=False, num_items_in_batch=None: (  # type: ignore[method-assign]
-                    answer_head_loss(model, inputs, num_items_in_batch)
                 )
             )
         ends: list[float] = []
