@@ -88,10 +88,7 @@ def compare(model: Any, prompts: list[list[int]], new: int, device: str) -> dict
         first = first_divergence(g, e)
         row: dict[str, Any] = {"equal": g == e, "first_divergence": first, "reference": e}
         if first is not None:  # the reference's top-2 logit gap where the two parted
-            with torch.no_grad():
-                logits = model(torch.tensor([p + e[:first]], device=device)).logits[0, -1]
-            top = logits.float().topk(2)
-            row["top2_gap"] = round(float(top.values[0] - top.values[1]), 5)
+            row["top2_gap"] = top2_gap(model, p + e[:first])
             row["tokens"] = {"transformers": e[first], "fast": g[first]}
         rows.append(row)
     del engine
@@ -103,6 +100,16 @@ def compare(model: Any, prompts: list[list[int]], new: int, device: str) -> dict
         ),
         "rows": rows,
     }
+
+
+def top2_gap(model: Any, ids: list[int]) -> float:
+    """The model's gap between its two best next-token logits after ``ids``."""
+    import torch
+
+    with torch.no_grad():
+        logits = model(torch.tensor([ids], device=model.device)).logits[0, -1]
+    top = logits.float().topk(2)
+    return round(float(top.values[0] - top.values[1]), 5)
 
 
 def vllm_tokens(model: Any, prompts: list[list[int]], new: int, dtype: str) -> list[list[int]]:
@@ -141,11 +148,17 @@ def vllm_agreement(model: Any, prompts: list[list[int]], result: dict[str, Any],
     reference = [r["reference"][:32] for r in result["rows"]]
     try:
         got = [t[:32] for t in vllm_tokens(model, prompts, 32, dtype)]
+        firsts = [first_divergence(g, e) for g, e in zip(got, reference, strict=True)]
         agreement: dict[str, Any] = {
             "equal": sum(g == e for g, e in zip(got, reference, strict=True)),
             "prompts": len(prompts),
-            "first_divergence": [
-                first_divergence(g, e) for g, e in zip(got, reference, strict=True)
+            "first_divergence": firsts,
+            # where vLLM parts from transformers: the reference's top-2 logit gap there (a gap
+            # near 0 is a tie that kernels rounding in different places break differently)
+            "top2_gaps": [
+                top2_gap(model, p + e[:first])
+                for p, e, first in zip(prompts, reference, firsts, strict=True)
+                if first is not None
             ],
         }
     except Exception as err:

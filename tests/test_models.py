@@ -80,3 +80,56 @@ def test_smollm2_from_package_then_from_cache(model_cache: Path) -> None:
         gguf.parent, gguf_file=gguf.name, dtype=torch.float32
     )
     assert _greedy(model_g.eval(), tok_g, "What is a CUDA kernel?") == cached
+
+
+def _char_level_tokenizer(eos: str) -> object:
+    """A real fast tokenizer that cuts text into single characters, like a GGUF tokenizer
+    converted without its merges (the GPU machine's transformers 5.17 with gemma-3)."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Split
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {c: i for i, c in enumerate(sorted(set(models._PROBE + eos + "<unk>")))}
+    vocab["<unk>"] = len(vocab)
+    backend = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = Split("", behavior="isolated")
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token=eos)
+
+
+def test_a_character_level_tokenizer_is_refused_and_a_real_one_passes(model_cache: Path) -> None:
+    from transformers import AutoTokenizer
+
+    broken = _char_level_tokenizer("<end_of_turn>")
+    assert len(broken.encode(models._PROBE, add_special_tokens=False)) == len(models._PROBE)
+    with pytest.raises(models.ModelError, match=r"-> 44 tokens.*transformers >= 5.25"):
+        models.check_tokenizer(broken, "the test tokenizer")
+    gguf = models.REGISTRY["smollm2-135m-instruct"].locate()
+    models.check_tokenizer(AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name), "x")
+
+
+@pytest.mark.slow
+def test_conversion_takes_a_given_tokenizer_and_refuses_a_broken_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PMPPRAG_TOKENIZER_FROM replaces the GGUF's own tokenizer at conversion; a broken one stops
+    the conversion before anything is written."""
+    from transformers import AutoTokenizer
+
+    monkeypatch.setenv("PMPPRAG_CACHE", str(tmp_path / "cache"))
+    broken = tmp_path / "broken"
+    _char_level_tokenizer("<|im_end|>").save_pretrained(broken)  # type: ignore[attr-defined]
+    monkeypatch.setenv("PMPPRAG_TOKENIZER_FROM", str(broken))
+    with pytest.raises(models.ModelError, match="PMPPRAG_TOKENIZER_FROM"):
+        models.resolve("smollm2-135m-instruct")
+    assert not (tmp_path / "cache" / "models" / "smollm2-135m-instruct").exists()
+
+    gguf = models.REGISTRY["smollm2-135m-instruct"].locate()
+    good = tmp_path / "good"
+    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(good)
+    monkeypatch.setenv("PMPPRAG_TOKENIZER_FROM", str(good))
+    folder = Path(models.resolve("smollm2-135m-instruct").path_or_id)
+    converted = AutoTokenizer.from_pretrained(folder)
+    assert converted.encode(models._PROBE) == AutoTokenizer.from_pretrained(good).encode(
+        models._PROBE
+    )

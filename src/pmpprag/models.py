@@ -43,6 +43,7 @@ __all__ = [
     "PackagedModel",
     "ResolvedModel",
     "cache_dir",
+    "check_tokenizer",
     "count_parameters",
     "fetch",
     "load_causal_lm",
@@ -224,8 +225,16 @@ def _converted_folder(packaged: PackagedModel) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # PMPPRAG_TOKENIZER_FROM: a folder with this model's tokenizer files converted elsewhere,
+    # for a machine whose transformers converts the GGUF's tokenizer wrongly (check_tokenizer)
+    given = os.environ.get("PMPPRAG_TOKENIZER_FROM")
+    tokenizer = (
+        AutoTokenizer.from_pretrained(given)
+        if given
+        else AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    )
     _set_chat(tokenizer, packaged)
+    check_tokenizer(tokenizer, f"the tokenizer of {given or gguf}")
     model: Any = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=torch.float32
     )
@@ -241,6 +250,41 @@ def _converted_folder(packaged: PackagedModel) -> Path:
             json.dumps({"name": packaged.name, "gguf": str(gguf), "hub_id": packaged.hub_id})
         )
     return target
+
+
+# A sentence any subword tokenizer cuts into about 10 pieces; one cut into single characters
+# means a tokenizer without its merges.
+_PROBE = "The kernel launches a grid of thread blocks."
+
+
+def check_tokenizer(tokenizer: Any, where: str) -> None:
+    """Refuse a tokenizer that lost its merges or its special tokens.
+
+    transformers 5.17 with tokenizers 0.23.2 (the lent GPU machine's) converts gemma-3's GGUF
+    tokenizer into a character-level one: every id is still a valid id of the same vocabulary,
+    so a model trains and generates without an error, on other token sequences than every
+    other back-end's (transformers 5.25 converts it right). Checked wherever a registry model's
+    tokenizer is made or loaded.
+
+    Raises:
+        ModelError: the probe sentence or the end-of-reply token falls apart into pieces.
+    """
+    pieces = len(tokenizer.encode(_PROBE, add_special_tokens=False))
+    eos = tokenizer.eos_token
+    eos_pieces = len(tokenizer.encode(eos, add_special_tokens=False)) if eos else 1
+    if pieces > len(_PROBE) // 2 or eos_pieces != 1:
+        import transformers
+
+        raise ModelError(
+            f"{where} is broken under transformers {transformers.__version__}: "
+            f"{_PROBE!r} -> {pieces} tokens, {eos!r} -> {eos_pieces} (a tokenizer without its "
+            "merges). A model trained or served with it sees other tokens than every other "
+            "back-end. Use the tokenizer files (tokenizer.json, tokenizer_config.json, "
+            "chat_template.jinja) converted by transformers >= 5.25: name their folder in "
+            f"PMPPRAG_TOKENIZER_FROM and convert the model again (delete its folder under "
+            f"{cache_dir()}; scripts/gpu_env.sh does this on the GPU machine), or upgrade "
+            "transformers."
+        )
 
 
 def drop_gguf_quantizer(model: Any) -> None:
@@ -295,6 +339,8 @@ def load_causal_lm(
     resolved = resolve(name, kind="causal-lm")
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved.path_or_id)
+        if resolved.source == "package":  # a folder converted here, perhaps by a bad version
+            check_tokenizer(tokenizer, f"the tokenizer in {resolved.path_or_id}")
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         model: Any = AutoModelForCausalLM.from_pretrained(
             resolved.path_or_id, dtype=getattr(torch, dtype), **extra
