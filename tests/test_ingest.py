@@ -288,3 +288,18 @@ def test_chapter_openings_found_by_typography_in_common_layouts(
     assert [[s.number for s in c.sections] for c in chapters] == [
         [s.number for s in c.sections] for c in truth.chapters
     ]
+
+
+def test_inline_code_keeps_its_asterisks_and_bold_outside_code_is_dropped() -> None:
+    """`void **` is C: the ``**`` of two code spans in one line are not a bold pair."""
+    from pmpprag.ingest.corpus_pdf import _inline
+    from pmpprag.ingest.markdown import plain_inline
+
+    line = "The type is `void **`, so cast: `(void **)&A_d`. A **pointer** to a `float *`."
+    assert (
+        plain_inline(line) == "The type is void **, so cast: (void **)&A_d. A pointer to a float *."
+    )
+    assert _inline(line) == (
+        "The type is <code>void **</code>, so cast: <code>(void **)&amp;A_d</code>. "
+        "A <b>pointer</b> to a <code>float *</code>."
+    )

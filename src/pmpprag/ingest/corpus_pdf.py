@@ -77,9 +77,12 @@ def corpus_files(corpus: Path) -> list[Path]:
 
 
 def _inline(text: str) -> str:
-    out = html.escape(text, quote=False)
-    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
-    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
+    """HTML for a line's inline markup; a code span's ``**`` stays C (`void **`), never bold."""
+    pieces = re.split(r"`([^`]+)`", html.escape(text, quote=False))  # odd: code spans
+    return "".join(
+        f"<code>{p}</code>" if i % 2 else re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", p)
+        for i, p in enumerate(pieces)
+    )
 
 
 def _chapter_html(blocks: list[Block]) -> str:

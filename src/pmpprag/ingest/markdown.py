@@ -134,5 +134,7 @@ _BOLD = re.compile(r"\*\*(.+?)\*\*")
 
 
 def plain_inline(text: str) -> str:
-    """Drop inline markup: ``code`` and **bold** become their text."""
-    return _BOLD.sub(r"\1", _INLINE_CODE.sub(r"\1", text))
+    """Drop inline markup: ``code`` and **bold** become their text. A code span is kept
+    verbatim: the ``**`` of `void **` is C, not the start of bold text."""
+    pieces = _INLINE_CODE.split(text)  # odd indices: the code spans' contents
+    return "".join(p if i % 2 else _BOLD.sub(r"\1", p) for i, p in enumerate(pieces))

@@ -27,6 +27,7 @@ import yaml
 from pmpprag import models
 from pmpprag.config import option, to_dict
 from pmpprag.errors import StaleError
+from pmpprag.ingest import corpus_pdf
 from pmpprag.ingest.chunking import ChunkingConfig, Piece, chunk_id, pack_section
 from pmpprag.ingest.corpus_pdf import CorpusPdfConfig, build_pdf
 from pmpprag.ingest.markdown import parse_markdown, plain_inline
@@ -173,10 +174,12 @@ def check_chunks(chunks: Path) -> dict[str, Any] | None:
 
 
 def _default_pdf(cfg: IngestConfig) -> Path:
-    """The companion corpus PDF, typeset again whenever a chapter file is newer than it."""
+    """The companion corpus PDF, typeset again whenever a chapter file, or the typesetter
+    itself, is newer than it."""
     sources = list(Path(cfg.corpus).glob("ch*.md"))
     if not sources:
         raise IngestError(f"no --pdf or --markdown given and no corpus in {cfg.corpus}")
+    sources.append(Path(corpus_pdf.__file__))
     stale = not DEFAULT_CORPUS_PDF.is_file() or max(p.stat().st_mtime for p in sources) > (
         DEFAULT_CORPUS_PDF.stat().st_mtime
     )

@@ -88,6 +88,7 @@ class QagenConfig:
             Path("eval/sample_zh.txt"),
             Path("data/dev/mcq_dev.jsonl"),
             Path("data/dev/open_zh_dev.jsonl"),
+            Path("data/dev/open_en_dev.jsonl"),
         ],
         "test sets no pair may repeat (20-character n-gram overlap, as in `eval overlap`)",
     )

@@ -86,6 +86,7 @@ class RaftConfig:
             Path("eval/sample_zh.txt"),
             Path("data/dev/mcq_dev.jsonl"),
             Path("data/dev/open_zh_dev.jsonl"),
+            Path("data/dev/open_en_dev.jsonl"),
         ],
         metadata={"help": "test sets no pair may repeat (as in qagen)"},
     )
