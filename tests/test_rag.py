@@ -12,7 +12,7 @@ import pytest
 
 from pmpprag.api import Assistant, Question, RagConfig
 from pmpprag.generation import Generation, GeneratorConfig, SamplingConfig
-from pmpprag.rag.extractive import select_sentences
+from pmpprag.rag.extractive import select_sentences, split_sentences
 from pmpprag.rag.prompts import build_context, parse_letter
 from pmpprag.schema import CITATION_MARKER, Chunk, Hit
 from pmpprag.testsets import read_testset
@@ -270,3 +270,23 @@ def test_a_sentence_defining_the_asked_term_leads_the_book_ordered_rest() -> Non
     picked = select_sentences(_FlatEmbedder(), "共享内存", [earlier, later], max_sentences=2,
                               question="共享内存是什么？")  # fmt: skip
     assert [s.passage for s in picked] == [2, 1]  # the definition (chapter 5) before chapter 4
+
+
+def test_a_sentence_that_runs_into_a_one_line_formula_ends_with_it() -> None:
+    """ "... is at" + a one-line code block is one sentence with the formula; a listing is not."""
+    en = _zh_hit(1, 3, 10, "Row-major layout", "For a 2D array with width columns, the element at "
+                 "(row, col) is at\n\n```\nindex = row * width + col   // row-major\n```\n\n"
+                 "The row * width term skips the rows before it.\n\n```c\nint a = 0;\nint b = 1;\n"
+                 "```\n\nThat listing is never a sentence of the answer.")  # fmt: skip
+    en = en.model_copy(update={"chunk": en.chunk.model_copy(update={"lang": "en"})})
+    zh = _zh_hit(2, 1, 20, "加速比", "若原执行时间中比例为 p 的部分被加速 S 倍，其余部分不变，整体加速比为：\n\n"
+                 "```text\noverall speedup = 1 / ((1 - p) + p / S)\n```\n")  # fmt: skip
+    texts = [s.text for s in split_sentences([en, zh])]
+    assert texts == [
+        "For a 2D array with width columns, the element at (row, col) is at "
+        "`index = row * width + col`.",
+        "The row * width term skips the rows before it.",
+        "That listing is never a sentence of the answer.",
+        "若原执行时间中比例为 p 的部分被加速 S 倍，其余部分不变，整体加速比为："
+        "`overall speedup = 1 / ((1 - p) + p / S)`。",
+    ]

@@ -91,12 +91,35 @@ def _whole_chinese_sentence(sentence: str) -> bool:
     )
 
 
+# A sentence that runs on into a one-line code block ("the element at (row, col) is at" +
+# ```index = row * width + col```): the formula is the end of the sentence.
+_RUNS_INTO_CODE = re.compile(
+    r"([^\s.!?。！？])[ \t]*\n+```[^\n]*\n([^\n]{1,120})\n```[ \t]*(?=\n|$)"
+)
+
+
+def _inline_formulas(text: str, chinese: bool) -> str:
+    """Finish each sentence that runs on into a one-line code block with that line, in
+    backticks (its ``//`` comment dropped); longer listings stay listings."""
+
+    def finish(match: re.Match[str]) -> str:
+        code = match.group(2).split("//")[0].strip()
+        if not code:
+            return match.group(0)
+        gap = "" if chinese and match.group(1) in "：:" else " "
+        return f"{match.group(1)}{gap}`{code}`{'。' if chinese else '.'}"
+
+    return _RUNS_INTO_CODE.sub(finish, text)
+
+
 def split_sentences(hits: list[Hit]) -> list[Sentence]:
-    """Prose sentences of the passages (code listings and very short fragments are skipped)."""
+    """Prose sentences of the passages (code listings and very short fragments are skipped; a
+    sentence that ends in a one-line formula keeps it, :func:`_inline_formulas`)."""
     out: list[Sentence] = []
     for n, hit in enumerate(hits, 1):
-        prose = re.sub(r"```.*?```", " ", hit.chunk.text, flags=re.DOTALL)
         chinese = hit.chunk.lang == "zh"
+        text = _inline_formulas(hit.chunk.text, chinese)
+        prose = re.sub(r"```.*?```", " ", text, flags=re.DOTALL)
         position = 0
         pitfalls = _PITFALLS.search(hit.chunk.section_title) is not None
         for paragraph in prose.split("\n"):
