@@ -290,3 +290,13 @@ def test_a_sentence_that_runs_into_a_one_line_formula_ends_with_it() -> None:
         "若原执行时间中比例为 p 的部分被加速 S 倍，其余部分不变，整体加速比为："
         "`overall speedup = 1 / ((1 - p) + p / S)`。",
     ]
+
+
+def test_english_headings_questions_and_list_leads_are_not_answer_sentences() -> None:
+    hit = _zh_hit(1, 4, 10, "Warps", "How threads are grouped into warps\n\nA block of 256 threads "
+                  "has 256 / 32 = 8 warps, i.e. 8 groups of 32 threads. How many warps does a "
+                  "block of 100 threads have? There are two checks, and each is needed for a reason:")  # fmt: skip
+    hit = hit.model_copy(update={"chunk": hit.chunk.model_copy(update={"lang": "en"})})
+    assert [s.text for s in split_sentences([hit])] == [
+        "A block of 256 threads has 256 / 32 = 8 warps, i.e. 8 groups of 32 threads."
+    ]
