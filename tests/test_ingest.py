@@ -303,3 +303,11 @@ def test_inline_code_keeps_its_asterisks_and_bold_outside_code_is_dropped() -> N
         "The type is <code>void **</code>, so cast: <code>(void **)&amp;A_d</code>. "
         "A <b>pointer</b> to a <code>float *</code>."
     )
+    bold_code = "It goes to **`(N - totalOnes) + onesBefore[i]`**, see **the `scan` result**."
+    assert plain_inline(bold_code) == (
+        "It goes to (N - totalOnes) + onesBefore[i], see the scan result."
+    )
+    assert _inline(bold_code) == (
+        "It goes to <b><code>(N - totalOnes) + onesBefore[i]</code></b>, "
+        "see <b>the <code>scan</code> result</b>."
+    )

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import html
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pmpprag.config import option
-from pmpprag.ingest.markdown import Block, parse_markdown
+from pmpprag.ingest.markdown import Block, inline_markup, parse_markdown
 from pmpprag.schema import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -78,11 +77,7 @@ def corpus_files(corpus: Path) -> list[Path]:
 
 def _inline(text: str) -> str:
     """HTML for a line's inline markup; a code span's ``**`` stays C (`void **`), never bold."""
-    pieces = re.split(r"`([^`]+)`", html.escape(text, quote=False))  # odd: code spans
-    return "".join(
-        f"<code>{p}</code>" if i % 2 else re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", p)
-        for i, p in enumerate(pieces)
-    )
+    return inline_markup(html.escape(text, quote=False), "<code>{}</code>", "<b>{}</b>")
 
 
 def _chapter_html(blocks: list[Block]) -> str:

@@ -133,8 +133,20 @@ _INLINE_CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 
 
+def inline_markup(text: str, code: str = "{}", bold: str = "{}") -> str:
+    """Render a line's inline markup: each code span's content through ``code``, each bold run
+    through ``bold`` (format strings). A code span is opaque to bold: the ``**`` of `void **`
+    is C, while **a `kernel` call** is bold around a code span."""
+    spans: list[str] = []
+
+    def hide(match: re.Match[str]) -> str:
+        spans.append(match.group(1))
+        return f"\x00{len(spans) - 1}\x00"
+
+    hidden = _BOLD.sub(lambda m: bold.format(m.group(1)), _INLINE_CODE.sub(hide, text))
+    return re.sub("\x00(\\d+)\x00", lambda m: code.format(spans[int(m.group(1))]), hidden)
+
+
 def plain_inline(text: str) -> str:
-    """Drop inline markup: ``code`` and **bold** become their text. A code span is kept
-    verbatim: the ``**`` of `void **` is C, not the start of bold text."""
-    pieces = _INLINE_CODE.split(text)  # odd indices: the code spans' contents
-    return "".join(p if i % 2 else _BOLD.sub(r"\1", p) for i, p in enumerate(pieces))
+    """Drop inline markup: ``code`` and **bold** become their text (:func:`inline_markup`)."""
+    return inline_markup(text)
