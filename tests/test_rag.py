@@ -12,7 +12,7 @@ import pytest
 
 from pmpprag.api import Assistant, Question, RagConfig
 from pmpprag.generation import Generation, GeneratorConfig, SamplingConfig
-from pmpprag.rag.extractive import select_sentences, split_sentences
+from pmpprag.rag.extractive import key_code_line, select_sentences, split_sentences
 from pmpprag.rag.prompts import build_context, parse_letter
 from pmpprag.schema import CITATION_MARKER, Chunk, Hit
 from pmpprag.testsets import read_testset
@@ -300,3 +300,10 @@ def test_english_headings_questions_and_list_leads_are_not_answer_sentences() ->
     assert [s.text for s in split_sentences([hit])] == [
         "A block of 256 threads has 256 / 32 = 8 warps, i.e. 8 groups of 32 threads."
     ]
+
+
+def test_the_key_code_line_is_never_the_tail_of_a_statement_cut_over_lines() -> None:
+    hit = _zh_hit(1, 4, 10, "Warps", "Linearized thread index:\n\n```c\nint lin = threadIdx.x\n"
+                  "    + threadIdx.y * blockDim.x;\nint warp = lin / 32;\n```\n")  # fmt: skip
+    line = key_code_line("How is threadIdx.y * blockDim.x used for the warp?", [hit], [])
+    assert line == ("int lin = threadIdx.x + threadIdx.y * blockDim.x;", 1)

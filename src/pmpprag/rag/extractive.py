@@ -280,6 +280,23 @@ _C_WORDS = frozenset(
 )
 
 
+# A line that opens with an operator continues the statement above it.
+_CONTINUES = ("+", "-", "*", "/", "%", "&", "|", "^", "?", ":", ")", "]", "<<", ">>", ".")
+
+
+def _statements(block: str) -> list[str]:
+    """A listing's lines, comments dropped, with a statement cut over lines joined again
+    ("int lin = threadIdx.x" + "+ threadIdx.y * blockDim.x;" is one line)."""
+    out: list[str] = []
+    for line in block.split("\n"):
+        code = line.split("//")[0].strip()
+        if out and code.startswith(_CONTINUES) and not out[-1].endswith((";", "{", "}")):
+            out[-1] = f"{out[-1]} {code}"
+        elif code:
+            out.append(code)
+    return out
+
+
 def key_code_line(question: str, hits: list[Hit], chosen: list[Sentence]) -> tuple[str, int] | None:
     """(line, passage number) of the listing line that best matches the question: identifiers
     the question spells count twice, the glossary's English for its terms once, the chosen
@@ -291,9 +308,8 @@ def key_code_line(question: str, hits: list[Hit], chosen: list[Sentence]) -> tup
     best: tuple[float, str, int] | None = None
     for n, hit in enumerate(hits, 1):
         for block in re.findall(r"```[^\n]*\n(.*?)```", hit.chunk.text, flags=re.DOTALL):
-            for line in block.split("\n"):
-                code = line.split("//")[0].strip()
-                if len(code) < 8 or code.startswith(("#", "/*", "*")):
+            for code in _statements(block):
+                if len(code) < 8 or code.startswith(("#", "/*", "*", "}")):
                     continue
                 tokens = set(tokenize(code))
                 shared = len(spelled & tokens), len(glossed & tokens)
