@@ -30,7 +30,17 @@ from pydantic import BaseModel, Field, ValidationError
 from pmpprag.errors import PmppragError
 from pmpprag.text import char_ngrams
 
-__all__ = ["HeldOut", "TestItem", "TestSetError", "read_testset"]
+__all__ = ["HELD_OUT_SETS", "HeldOut", "TestItem", "TestSetError", "read_testset"]
+
+# The sets no training pair may repeat (qagen and RAFT both check them): the team's held-out
+# samples and its development sets.
+HELD_OUT_SETS = (
+    Path("eval/sample_en.jsonl"),
+    Path("eval/sample_zh.txt"),
+    Path("data/dev/mcq_dev.jsonl"),
+    Path("data/dev/open_zh_dev.jsonl"),
+    Path("data/dev/open_en_dev.jsonl"),
+)
 
 
 class TestSetError(PmppragError, ValueError):

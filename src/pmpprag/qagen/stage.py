@@ -40,7 +40,7 @@ from pmpprag.schema import (
     write_jsonl,
     write_stage_manifest,
 )
-from pmpprag.testsets import HeldOut, read_testset
+from pmpprag.testsets import HELD_OUT_SETS, HeldOut, read_testset
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +83,7 @@ class QagenConfig:
     dedupe_jaccard: float = option(0.7, "Chinese: character-bigram Jaccard at which it repeats")
     embedder: str = option("minilm-l6", "embedding model for near-duplicate questions")
     held_out: list[Path] = option(
-        [
-            Path("eval/sample_en.jsonl"),
-            Path("eval/sample_zh.txt"),
-            Path("data/dev/mcq_dev.jsonl"),
-            Path("data/dev/open_zh_dev.jsonl"),
-            Path("data/dev/open_en_dev.jsonl"),
-        ],
+        list(HELD_OUT_SETS),
         "test sets no pair may repeat (20-character n-gram overlap, as in `eval overlap`)",
     )
     held_out_threshold: float = option(0.5, "share of n-grams at which a pair repeats a test item")

@@ -33,7 +33,7 @@ import random
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ from pmpprag.schema import (
     file_sha256,
     write_stage_manifest,
 )
-from pmpprag.testsets import HeldOut, read_testset
+from pmpprag.testsets import HELD_OUT_SETS, HeldOut, read_testset
 from pmpprag.text import char_ngrams
 
 logger = logging.getLogger(__name__)
@@ -80,16 +80,7 @@ class RaftConfig:
     no_gold_share: float = option(0.2, "share of examples whose passages lack the answer")
     val_fraction: float = option(0.05, "share of questions held out for validation (by id)")
     seed: int = option(0, "seed for gold positions, no-gold picks and rejection kinds")
-    held_out: list[Path] = field(
-        default_factory=lambda: [
-            Path("eval/sample_en.jsonl"),
-            Path("eval/sample_zh.txt"),
-            Path("data/dev/mcq_dev.jsonl"),
-            Path("data/dev/open_zh_dev.jsonl"),
-            Path("data/dev/open_en_dev.jsonl"),
-        ],
-        metadata={"help": "test sets no pair may repeat (as in qagen)"},
-    )
+    held_out: list[Path] = option(list(HELD_OUT_SETS), "test sets no pair may repeat (as in qagen)")
 
     def __post_init__(self) -> None:
         if not 0 <= self.no_gold_share < 1:
