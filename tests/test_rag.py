@@ -12,7 +12,12 @@ import pytest
 
 from pmpprag.api import Assistant, Question, RagConfig
 from pmpprag.generation import Generation, GeneratorConfig, SamplingConfig
-from pmpprag.rag.extractive import key_code_line, select_sentences, split_sentences
+from pmpprag.rag.extractive import (
+    Sentence,
+    key_code_line,
+    select_sentences,
+    split_sentences,
+)
 from pmpprag.rag.prompts import build_context, parse_letter
 from pmpprag.schema import CITATION_MARKER, Chunk, Hit
 from pmpprag.testsets import read_testset
@@ -307,3 +312,7 @@ def test_the_key_code_line_is_never_the_tail_of_a_statement_cut_over_lines() -> 
                   "    + threadIdx.y * blockDim.x;\nint warp = lin / 32;\n```\n")  # fmt: skip
     line = key_code_line("How is threadIdx.y * blockDim.x used for the warp?", [hit], [])
     assert line == ("int lin = threadIdx.x + threadIdx.y * blockDim.x;", 1)
+    # a line a chosen sentence already ends with is not shown twice
+    said = [Sentence("The index is `int lin = threadIdx.x + threadIdx.y * blockDim.x;`.", 1, 0)]
+    again = key_code_line("How is threadIdx.y * blockDim.x used for the warp?", [hit], said)
+    assert again is None or again[0] != line[0]

@@ -300,7 +300,8 @@ def _statements(block: str) -> list[str]:
 def key_code_line(question: str, hits: list[Hit], chosen: list[Sentence]) -> tuple[str, int] | None:
     """(line, passage number) of the listing line that best matches the question: identifiers
     the question spells count twice, the glossary's English for its terms once, the chosen
-    sentences' identifiers break ties, and a statement (ending in ";") beats a declaration.
+    sentences' identifiers break ties, and a statement (ending in ";") beats a declaration; a
+    line a chosen sentence already ends with (:func:`_inline_formulas`) is not repeated.
     None when no line shares at least two of them (C keywords aside)."""
     spelled = {t for t in tokenize(question) if t.isascii()} - _C_WORDS
     glossed = {t for term in load_glossary().english(question, 1) for t in tokenize(term)} - spelled
@@ -310,6 +311,8 @@ def key_code_line(question: str, hits: list[Hit], chosen: list[Sentence]) -> tup
         for block in re.findall(r"```[^\n]*\n(.*?)```", hit.chunk.text, flags=re.DOTALL):
             for code in _statements(block):
                 if len(code) < 8 or code.startswith(("#", "/*", "*", "}")):
+                    continue
+                if any(f"`{code}`" in s.text for s in chosen):  # a sentence already ends with it
                     continue
                 tokens = set(tokenize(code))
                 shared = len(spelled & tokens), len(glossed & tokens)
