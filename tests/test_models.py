@@ -97,7 +97,7 @@ def _char_level_tokenizer(eos: str) -> object:
     return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token=eos)
 
 
-def test_a_character_level_tokenizer_is_refused_and_a_real_one_passes(model_cache: Path) -> None:
+def test_a_character_level_tokenizer_is_refused_and_a_real_one_passes() -> None:
     from transformers import AutoTokenizer
 
     broken = _char_level_tokenizer("<end_of_turn>")

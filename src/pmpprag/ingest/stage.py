@@ -29,7 +29,6 @@ from pmpprag.config import option, to_dict
 from pmpprag.errors import StaleError
 from pmpprag.ingest import corpus_pdf
 from pmpprag.ingest.chunking import ChunkingConfig, Piece, chunk_id, pack_section
-from pmpprag.ingest.corpus_pdf import CorpusPdfConfig, build_pdf
 from pmpprag.ingest.markdown import parse_markdown, plain_inline
 from pmpprag.ingest.pdf import ChapterInfo, Element, IngestError, SectionInfo, read_pdf
 from pmpprag.schema import Chunk, atomic_write, write_jsonl
@@ -184,7 +183,7 @@ def _default_pdf(cfg: IngestConfig) -> Path:
         DEFAULT_CORPUS_PDF.stat().st_mtime
     )
     if stale:
-        build_pdf(CorpusPdfConfig(corpus=cfg.corpus, out=DEFAULT_CORPUS_PDF))
+        corpus_pdf.build_pdf(corpus_pdf.CorpusPdfConfig(corpus=cfg.corpus, out=DEFAULT_CORPUS_PDF))
     return DEFAULT_CORPUS_PDF
 
 
