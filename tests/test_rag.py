@@ -17,6 +17,7 @@ from pmpprag.rag.extractive import (
     key_code_line,
     select_sentences,
     split_sentences,
+    sub_questions,
 )
 from pmpprag.rag.prompts import build_context, parse_letter
 from pmpprag.schema import CITATION_MARKER, Chunk, Hit
@@ -275,6 +276,30 @@ def test_a_sentence_defining_the_asked_term_leads_the_book_ordered_rest() -> Non
     picked = select_sentences(_FlatEmbedder(), "共享内存", [earlier, later], max_sentences=2,
                               question="共享内存是什么？")  # fmt: skip
     assert [s.passage for s in picked] == [2, 1]  # the definition (chapter 5) before chapter 4
+
+
+class _SameEmbedder:
+    """Every text the same vector: only the question's words tell sentences apart."""
+
+    def encode(self, texts: list[str], **_: object) -> np.ndarray:
+        return np.full((len(texts), 4), 0.5)
+
+
+def test_a_question_that_asks_two_things_gets_a_sentence_for_each() -> None:
+    question = "共享内存的延迟、带宽和容量如何？常量内存有什么用？"
+    assert sub_questions(question) == ["共享内存的延迟、带宽和容量如何？", "常量内存有什么用？"]
+    assert sub_questions("什么是 warp？") == ["什么是 warp？"]
+    assert sub_questions("What is a warp? Why? How big is it?") == [
+        "What is a warp? Why?", "How big is it?"]  # fmt: skip
+    hit = _zh_hit(1, 5, 10, "内存", "共享内存的访问延迟远低于全局内存，带宽也高得多。"
+                  "共享内存的容量很小，延迟也低，每个 SM 只有几十 KB。"
+                  "常量内存用来存放所有线程都读取、但内核不修改的小块数据。")  # fmt: skip
+    whole = select_sentences(_SameEmbedder(), question, [hit], max_sentences=2, question=question)
+    assert all(s.text.startswith("共享内存") for s in whole)  # the first part's words win twice
+    parts = [(p, p) for p in sub_questions(question)]
+    picked = select_sentences(_SameEmbedder(), question, [hit], max_sentences=2,
+                              question=question, parts=parts)  # fmt: skip
+    assert [s.text[:4] for s in picked] == ["共享内存", "常量内存"]
 
 
 def test_a_sentence_that_runs_into_a_one_line_formula_ends_with_it() -> None:

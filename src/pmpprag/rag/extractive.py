@@ -36,6 +36,7 @@ __all__ = [
     "key_code_line",
     "select_sentences",
     "split_sentences",
+    "sub_questions",
     "support_scores",
 ]
 
@@ -70,6 +71,8 @@ _CONNECTIVE = re.compile(
     r"Therefore|Thus|So|But|However|Also|Hence|This|These|It)\b|^(因此|所以|但|而)"
 )
 # Sections that list mistakes ("常见误区", "Common pitfalls"): each item opens with the mistake.
+# Where a question that asks several things splits into its parts (:func:`sub_questions`).
+_SUBQUESTION = re.compile(r"(?<=[？?；;])")
 _PITFALLS = re.compile(r"常见(?:误区|错误|陷阱)|pitfall|mistake", re.IGNORECASE)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(\))?")
 
@@ -206,16 +209,32 @@ def _redundant(a: Sentence, b: Sentence, cosine: float, limit: float) -> bool:
     return cosine > limit
 
 
+def sub_questions(question: str) -> list[str]:
+    """The parts of a question that asks several things ("X 是什么？为什么 Y？"), split after each
+    question mark or semicolon; a part shorter than six characters joins the one before it. One
+    part for a question that asks one thing."""
+    parts: list[str] = []
+    for piece in _SUBQUESTION.split(question.strip()):
+        if parts and len(piece.strip()) < 6:
+            parts[-1] += piece.rstrip()
+        elif piece.strip():
+            parts.append(piece.strip())
+    return parts
+
+
 def select_sentences(
     embedder: Any, query: str, hits: list[Hit], max_sentences: int = 3, redundancy: float = 0.85,
     question: str | None = None, lexical_weight: float = 0.5,
-    idf: Callable[[str], float] | None = None,
+    idf: Callable[[str], float] | None = None, parts: list[tuple[str, str]] | None = None,
 ) -> list[Sentence]:  # fmt: skip
     """The best ``max_sentences`` sentences, near-duplicates dropped: when the best one defines a
     term of the question it leads, as the direct answer; the others follow in the book's order
     (:func:`_book_order`). ``question`` (default ``query``) is the question in its own language,
     for the lexical terms; a sentence that defines one of them ("X 是 ...", "X is ...") gets
-    a small bonus."""
+    a small bonus. ``parts``, (embedder query, own-language text) for each sub-question of a
+    question that asks several things (:func:`sub_questions`), first reserve the best sentence
+    for each part, so that a later part is answered too, then the rest go by the whole
+    question's scores."""
     sentences = split_sentences(hits)
     if not sentences:
         return []
@@ -230,16 +249,32 @@ def select_sentences(
             scores[i] += 0.1
         if _CONNECTIVE.match(sentence.text):
             scores[i] -= 0.1
+    rankings = [np.argsort(-scores, kind="stable")]
+    if parts and len(parts) > 1:
+        part_vectors = embedder.encode([q for q, _ in parts], normalize_embeddings=True,
+                                       convert_to_numpy=True, show_progress_bar=False)  # fmt: skip
+        part_rankings = []
+        for (_, text), vector in zip(parts, part_vectors, strict=True):
+            terms_part = _terms(text)
+            lexical = np.array([_overlap(terms_part, s.text, idf) for s in sentences])
+            part_rankings.append(np.argsort(-(vectors @ vector + lexical_weight * lexical),
+                                            kind="stable"))  # fmt: skip
+        rankings = part_rankings + rankings
     chosen: list[int] = []
-    for i in np.argsort(-scores, kind="stable"):
-        if len(chosen) == max_sentences:
-            break
-        if any(
-            _redundant(sentences[i], sentences[j], float(vectors[i] @ vectors[j]), redundancy)
-            for j in chosen
-        ):
-            continue
-        chosen.append(int(i))
+    for ranking in rankings:  # a part's best sentence, then the whole question's best ones
+        for i in ranking:
+            if len(chosen) == max_sentences:
+                break
+            if i in chosen or any(
+                _redundant(sentences[i], sentences[j], float(vectors[i] @ vectors[j]), redundancy)
+                for j in chosen
+            ):
+                continue
+            chosen.append(int(i))
+            if ranking is not rankings[-1]:
+                break
+    # the best-scoring sentence stays first, as the candidate direct answer
+    chosen.sort(key=lambda i: -scores[i])
     picked = [sentences[i] for i in chosen]
     for i, s in zip(chosen, picked, strict=True):
         s.score = float(scores[i])

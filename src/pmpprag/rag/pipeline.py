@@ -42,6 +42,7 @@ from pmpprag.rag.extractive import (
     asks_for_code,
     key_code_line,
     select_sentences,
+    sub_questions,
 )
 from pmpprag.rag.mcq import McqMethod, answer_mcq
 from pmpprag.rag.prompts import (
@@ -359,11 +360,14 @@ class Assistant:
     def _extractive(
         self, question: str, language: str, hits: list[Hit], retrieval_s: float, started: float
     ) -> Answer:
-        query = self.retriever.expand(question)[0] if self.retriever else question
+        expand = self.retriever.expand if self.retriever else lambda q: (q, [])
+        query = expand(question)[0]
+        parts = [(expand(p)[0], p) for p in sub_questions(question)]
         sentences = select_sentences(self.retriever.embedder, query, hits,  # type: ignore[union-attr]
                                      self.cfg.max_sentences.get(language, 3), question=question,
                                      lexical_weight=LEXICAL_WEIGHT[language],
-                                     idf=self.retriever.idf if self.retriever else None)  # fmt: skip
+                                     idf=self.retriever.idf if self.retriever else None,
+                                     parts=parts)  # fmt: skip
         gap = "" if language == "zh" else " "  # Chinese sentences run on without spaces
         # a run of sentences from one passage is cited once, after its last sentence
         parts = [
