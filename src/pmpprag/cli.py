@@ -79,7 +79,7 @@ def _commands() -> dict[str, StageCommand]:
     from pmpprag import index
     from pmpprag.eval import ablate, grade, mcq, overlap, retrieval
     from pmpprag.eval import run as eval_run
-    from pmpprag.generation import quick
+    from pmpprag.generation import merge, quick
     from pmpprag.ingest import corpus_pdf
     from pmpprag.ingest import stage as ingest
     from pmpprag.qagen import stage as qagen
@@ -100,6 +100,7 @@ def _commands() -> dict[str, StageCommand]:
             raft.RaftConfig, raft.run, "team pairs + retrieved passages -> grounded SFT/DPO"
         ),
         "train": StageCommand(train.TrainConfig, train.run, "LoRA SFT / DPO -> adapter + merged"),
+        "merge": StageCommand(merge.MergeConfig, merge.run, "adapter + base -> one HF model"),
         "index build": StageCommand(index.IndexConfig, index.build, "chunks -> FAISS + BM25 index"),
         "index add": StageCommand(index.IndexConfig, index.add, "add new chunks to an index"),
         "eval run": StageCommand(

@@ -25,6 +25,7 @@ from pmpprag.generation.base import (
     Timer,
     truncate_at_stop,
 )
+from pmpprag.generation.merge import merge_adapter
 from pmpprag.generation.prompt import prompt_token_ids
 from pmpprag.schema import atomic_folder
 
@@ -65,7 +66,7 @@ def convert(cfg: GeneratorConfig) -> tuple[Path, str]:
     with atomic_folder(target, replace=False) as out, tempfile.TemporaryDirectory() as work:
         model_dir = source
         if cfg.adapter:
-            model_dir = str(_merge_adapter(source, cfg.adapter, Path(work) / "merged"))
+            model_dir = str(merge_adapter(source, cfg.adapter, Path(work) / "merged"))
         logger.info(
             "converting %s to CTranslate2 %s in %s (once)", cfg.model, cfg.compute_type, target
         )
@@ -73,18 +74,6 @@ def convert(cfg: GeneratorConfig) -> tuple[Path, str]:
             str(out), quantization=cfg.compute_type, force=True
         )
     return target, source
-
-
-def _merge_adapter(base: str, adapter: str, out: Path) -> Path:
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    merged.save_pretrained(out)
-    AutoTokenizer.from_pretrained(base).save_pretrained(out)
-    return out
 
 
 class CT2Generator:

@@ -362,12 +362,12 @@ class Assistant:
     ) -> Answer:
         expand = self.retriever.expand if self.retriever else lambda q: (q, [])
         query = expand(question)[0]
-        parts = [(expand(p)[0], p) for p in sub_questions(question)]
+        asked = [(expand(p)[0], p) for p in sub_questions(question)]
         sentences = select_sentences(self.retriever.embedder, query, hits,  # type: ignore[union-attr]
                                      self.cfg.max_sentences.get(language, 3), question=question,
                                      lexical_weight=LEXICAL_WEIGHT[language],
                                      idf=self.retriever.idf if self.retriever else None,
-                                     parts=parts)  # fmt: skip
+                                     parts=asked)  # fmt: skip
         gap = "" if language == "zh" else " "  # Chinese sentences run on without spaces
         # a run of sentences from one passage is cited once, after its last sentence
         parts = [
