@@ -42,7 +42,7 @@ def test_merge_refuses_a_folder_that_is_no_adapter(
     tiny_model_and_adapter: tuple[Path, Path], tmp_path: Path
 ) -> None:
     model, _ = tiny_model_and_adapter
-    with pytest.raises(PmppragError, match="adapter_config.json"):
+    with pytest.raises(PmppragError, match=r"adapter_config\.json"):
         merge_adapter(str(model), model, tmp_path / "merged")
     assert not (tmp_path / "merged").exists()
 

@@ -84,7 +84,12 @@ def test_raft_build_over_the_real_index(corpus_index: Path, tmp_path: Path) -> N
             assert row["output"] == NOT_COVERED[pair.lang]
             assert all((c.chapter, c.section) != (pair.chapter, section) for c in given)
     dpo = load_rows(tmp_path / "raft" / "pmpp_raft_dpo.json", "dpo")
-    assert {r["rejection"] for r in dpo} >= {"plausible-wrong", "looping", "unsupported"}
+    assert {r["rejection"] for r in dpo} >= {
+        "plausible-wrong", "looping", "unsupported", "needless-refusal"}  # fmt: skip
+    refusals = set(NOT_COVERED.values())
+    for r in dpo:  # the refusal is chosen without the gold passage and rejected with it
+        assert (r["rejection"] == "needless-refusal") == (r["rejected"] in refusals)
+        assert (r["rejection"] == "unsupported") == (r["chosen"] in refusals)
     assert all(r["chosen"] != r["rejected"] for r in dpo)
     conversations = to_conversations(
         load_rows(tmp_path / "raft" / "pmpp_raft_train.json", "sft"), "sft"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -127,6 +128,58 @@ def test_abstractive_citations_are_checked(assistant: Assistant) -> None:
     # [7] points at no passage and goes; an index in code (a[7], s[1]) is no citation
     assert answer.text == "Barriers wait for all threads [1]. See also. Code: `a[7] = s[1];`"
     assert [c.n for c in answer.citations] == [1] and answer.meta["invalid_citations"] == 1
+
+
+class _ScriptedGenerator(_FakeGenerator):
+    """Replies with a fixed text, whole or streamed in 3-character pieces."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.pulled = text, 0
+
+    def generate(self, prompts: list, sampling: SamplingConfig) -> list[Generation]:
+        return [Generation(self.text, 10, 9, 0.1, 0.2, "stop") for _ in prompts]
+
+    def stream(self, prompt: list, sampling: SamplingConfig) -> Iterator[str]:
+        for i in range(0, len(self.text), 3):
+            self.pulled += 1
+            yield self.text[i : i + 3]
+
+
+def test_auto_mode_answers_extractively_when_the_model_declines_covered_passages(
+    assistant: Assistant,
+) -> None:
+    from pmpprag.rag.pipeline import DECLINES
+    from pmpprag.rag.prompts import NOT_COVERED
+
+    assert {p for p in DECLINES if any(s.startswith(p) for s in NOT_COVERED.values())} == set(
+        DECLINES
+    )
+    cfg = RagConfig(index=assistant.cfg.index, mode="auto")
+    question = "什么是线程束分歧？"
+    for reply in (
+        NOT_COVERED["zh"],
+        NOT_COVERED["zh"] + " 然后又写了别的。" * 9,
+        NOT_COVERED["en"],
+    ):
+        model = _ScriptedGenerator(reply)
+        declining = Assistant(cfg, assistant.retriever, model)  # type: ignore[arg-type]
+        answer = declining.ask(question)
+        assert answer.mode == "extractive" and answer.meta["model_declined"] == 1
+        assert answer.citations and NOT_COVERED["zh"] not in answer.text
+        model.pulled = 0
+        streamed = list(declining.stream_answer(question))
+        assert len(streamed) == 1 and streamed[0].text == answer.text  # the refusal never shows
+        assert model.pulled <= 10  # and the stream stopped once the reply opened like it
+    # a reply that only starts like the refusal streams as written, held back a few characters
+    reply = "教材中的线程束分歧是指同一个 warp 的线程走了不同的分支 [1]。"
+    writing = Assistant(cfg, assistant.retriever, _ScriptedGenerator(reply))  # type: ignore[arg-type]
+    *pieces, final = list(writing.stream_answer(question))
+    assert "".join(pieces) == reply and final.mode == "abstractive"
+    assert pieces[0] == "教材中的"[: len(pieces[0])] and len(pieces) > 3
+    # abstractive mode keeps the model's refusal: the mode asked for the model's own answer
+    plain = Assistant(RagConfig(index=assistant.cfg.index, mode="abstractive"), assistant.retriever,
+                      _ScriptedGenerator(NOT_COVERED["zh"]))  # type: ignore[arg-type]  # fmt: skip
+    assert plain.ask(question).text == NOT_COVERED["zh"]
 
 
 def test_context_budget_trims_passages_not_the_question(assistant: Assistant) -> None:
