@@ -70,9 +70,9 @@ _CONNECTIVE = re.compile(
     r"^(因此|所以|但是|而且|同时|此外|另外|然而|不过|于是|也就是说|换句话说|反之|相反|"
     r"Therefore|Thus|So|But|However|Also|Hence|This|These|It)\b|^(因此|所以|但|而)"
 )
-# Sections that list mistakes ("常见误区", "Common pitfalls"): each item opens with the mistake.
 # Where a question that asks several things splits into its parts (:func:`sub_questions`).
 _SUBQUESTION = re.compile(r"(?<=[？?；;])")
+# Sections that list mistakes ("常见误区", "Common pitfalls"): each item opens with the mistake.
 _PITFALLS = re.compile(r"常见(?:误区|错误|陷阱)|pitfall|mistake", re.IGNORECASE)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(\))?")
 
