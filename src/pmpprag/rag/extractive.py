@@ -249,30 +249,29 @@ def select_sentences(
             scores[i] += 0.1
         if _CONNECTIVE.match(sentence.text):
             scores[i] -= 0.1
-    rankings = [np.argsort(-scores, kind="stable")]
-    if parts and len(parts) > 1:
+    chosen: list[int] = []
+
+    def fits(i: int) -> bool:  # not yet chosen, and no near-duplicate of one that is
+        return i not in chosen and not any(
+            _redundant(sentences[i], sentences[j], float(vectors[i] @ vectors[j]), redundancy)
+            for j in chosen
+        )
+
+    if parts and len(parts) > 1:  # first the best sentence for each part
         part_vectors = embedder.encode([q for q, _ in parts], normalize_embeddings=True,
                                        convert_to_numpy=True, show_progress_bar=False)  # fmt: skip
-        part_rankings = []
         for (_, text), vector in zip(parts, part_vectors, strict=True):
             terms_part = _terms(text)
             lexical = np.array([_overlap(terms_part, s.text, idf) for s in sentences])
-            part_rankings.append(np.argsort(-(vectors @ vector + lexical_weight * lexical),
-                                            kind="stable"))  # fmt: skip
-        rankings = part_rankings + rankings
-    chosen: list[int] = []
-    for ranking in rankings:  # a part's best sentence, then the whole question's best ones
-        for i in ranking:
-            if len(chosen) == max_sentences:
-                break
-            if i in chosen or any(
-                _redundant(sentences[i], sentences[j], float(vectors[i] @ vectors[j]), redundancy)
-                for j in chosen
-            ):
-                continue
+            ranking = np.argsort(-(vectors @ vector + lexical_weight * lexical), kind="stable")
+            best = next((int(i) for i in ranking if fits(int(i))), None)
+            if best is not None and len(chosen) < max_sentences:
+                chosen.append(best)
+    for i in np.argsort(-scores, kind="stable"):  # then the whole question's best ones
+        if len(chosen) == max_sentences:
+            break
+        if fits(int(i)):
             chosen.append(int(i))
-            if ranking is not rankings[-1]:
-                break
     # the best-scoring sentence stays first, as the candidate direct answer
     chosen.sort(key=lambda i: -scores[i])
     picked = [sentences[i] for i in chosen]

@@ -274,10 +274,10 @@ class Assistant:
             batch = pending[start : start + batch_size]
             prompts = [self._prompt(items[i].text, ctx) for i, ctx, _, _ in batch]
             generations = self.generator.generate(prompts, self.cfg.sampling)  # type: ignore[arg-type]
-            for (i, ctx, hits, retrieval_s), generation in zip(batch, generations, strict=True):
+            for (i, ctx, given, retrieval_s), generation in zip(batch, generations, strict=True):
                 answer = self._abstractive(items[i].text, ctx, generation, retrieval_s, len(batch))
-                if hits and self._declined(generation.text):
-                    answer = self._instead_of_declining(items[i].text, hits, answer)
+                if given and self._declined(generation.text):
+                    answer = self._instead_of_declining(items[i].text, given, answer)
                 answers[i] = answer
         return [a for a in answers if a is not None]
 
@@ -412,13 +412,13 @@ class Assistant:
     def _extractive(
         self, question: str, language: str, hits: list[Hit], retrieval_s: float, started: float
     ) -> Answer:
-        expand = self.retriever.expand if self.retriever else lambda q: (q, [])
-        query = expand(question)[0]
-        asked = [(expand(p)[0], p) for p in sub_questions(question)]
-        sentences = select_sentences(self.retriever.embedder, query, hits,  # type: ignore[union-attr]
+        retriever = self.retriever
+        assert retriever is not None, "extractive answers quote retrieved passages"
+        query = retriever.expand(question)[0]
+        asked = [(retriever.expand(p)[0], p) for p in sub_questions(question)]
+        sentences = select_sentences(retriever.embedder, query, hits,
                                      self.cfg.max_sentences.get(language, 3), question=question,
-                                     lexical_weight=LEXICAL_WEIGHT[language],
-                                     idf=self.retriever.idf if self.retriever else None,
+                                     lexical_weight=LEXICAL_WEIGHT[language], idf=retriever.idf,
                                      parts=asked)  # fmt: skip
         gap = "" if language == "zh" else " "  # Chinese sentences run on without spaces
         # a run of sentences from one passage is cited once, after its last sentence
