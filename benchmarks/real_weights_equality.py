@@ -14,7 +14,9 @@ lists are compared. Where they part, the reference model's top-2 logit gap at th
 reported: a gap at the size of a bf16 rounding step means a tie broken differently by two
 kernels that round in different places, not a wrong computation. With
 ``--vllm`` (where the vLLM kit is installed) vLLM serves the same weights, in float32 and in bf16,
-and its first 32 greedy tokens are compared with transformers' in the same dtype. With
+and its first 32 greedy tokens are compared with transformers' in the same dtype; ``--vllm-ieee``
+adds a float32 vLLM run with ``TRITON_F32_DEFAULT=ieee`` (vLLM's float32 attention runs in Triton
+kernels, whose ``tl.dot`` multiplies float32 as TF32 on NVIDIA unless told otherwise). With
 ``--adapter DIR`` a LoRA adapter (a tuned generator's) is merged into the weights first, so the
 comparison is of the merged model vLLM serves. Writes real_weights_equality-MODEL[-ADAPTER].json
 (ADAPTER: the adapter folder's parent's name) and prints a summary.
@@ -112,9 +114,10 @@ def top2_gap(model: Any, ids: list[int]) -> float:
     return round(float(top.values[0] - top.values[1]), 5)
 
 
-def vllm_tokens(model: Any, prompts: list[list[int]], new: int, dtype: str) -> list[list[int]]:
+def vllm_tokens(model: Any, prompts: list[list[int]], new: int, dtype: str,
+                env: dict[str, str] | None = None) -> list[list[int]]:  # fmt: skip
     """vLLM's greedy tokens for the same weights (saved as a model folder) in ``dtype``, in a
-    subprocess."""
+    subprocess (with ``env`` added to its environment)."""
     import subprocess
     import tempfile
 
@@ -135,7 +138,11 @@ def vllm_tokens(model: Any, prompts: list[list[int]], new: int, dtype: str) -> l
             "print('VLLM_TOKENS ' + json.dumps([list(o.outputs[0].token_ids) for o in outs]))\n"
         )
         proc = subprocess.run([sys.executable, "-c", code, tmp, json.dumps(prompts), str(new), dtype],
-                              capture_output=True, text=True, timeout=420)  # fmt: skip
+                              capture_output=True, text=True, timeout=420,
+                              env={**os.environ, **(env or {})})  # fmt: skip
+    for line in proc.stderr.splitlines():  # which attention back-end vLLM chose, for the record
+        if "backend" in line.lower() and "attention" in line.lower():
+            print("vLLM:", line[-200:])
     for line in proc.stdout.splitlines():
         if line.startswith("VLLM_TOKENS "):
             return list(json.loads(line.removeprefix("VLLM_TOKENS ")))
@@ -143,11 +150,11 @@ def vllm_tokens(model: Any, prompts: list[list[int]], new: int, dtype: str) -> l
 
 
 def vllm_agreement(model: Any, prompts: list[list[int]], result: dict[str, Any],
-                   dtype: str) -> dict[str, Any]:  # fmt: skip
+                   dtype: str, env: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     """vLLM's first 32 greedy tokens against transformers' (``result``'s references)."""
     reference = [r["reference"][:32] for r in result["rows"]]
     try:
-        got = [t[:32] for t in vllm_tokens(model, prompts, 32, dtype)]
+        got = [t[:32] for t in vllm_tokens(model, prompts, 32, dtype, env)]
         firsts = [first_divergence(g, e) for g, e in zip(got, reference, strict=True)]
         agreement: dict[str, Any] = {
             "equal": sum(g == e for g, e in zip(got, reference, strict=True)),
@@ -163,7 +170,8 @@ def vllm_agreement(model: Any, prompts: list[list[int]], result: dict[str, Any],
         }
     except Exception as err:
         agreement = {"error": f"{type(err).__name__}: {err}"}
-    print(f"vLLM vs transformers ({dtype}, first 32 tokens):", json.dumps(agreement))
+    agreement["env"] = env or {}
+    print(f"vLLM {env or ''} vs transformers ({dtype}, first 32 tokens):", json.dumps(agreement))
     return agreement
 
 
@@ -178,6 +186,13 @@ def main() -> None:
     )
     parser.add_argument("--adapter", help="a LoRA adapter folder, merged into the model first "
                         "(the served model of a tuned generator)")  # fmt: skip
+    parser.add_argument(
+        "--vllm-ieee", action="store_true",
+        help="also vLLM in float32 with TRITON_F32_DEFAULT=ieee: its Triton attention kernels then "
+        "multiply float32 in full precision instead of TF32 (tl.dot's default on NVIDIA)",
+    )  # fmt: skip
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated")
+    parser.add_argument("--tag", help="file name suffix (default: the adapter folder's parent)")
     parser.add_argument("--limit", type=int, default=0, help="first N prompts only (smoke runs)")
     parser.add_argument("--device", default="cuda", help="cpu: a float32-only smoke run")
     parser.add_argument("--make-prompts", action="store_true", help="write the prompt file (CPU)")
@@ -200,6 +215,8 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
                                                  dtype=torch.float32).to(args.device).eval()  # fmt: skip
     report["grouped_attention"] = kernels.GROUPED_ATTENTION  # PMPPRAG_FAST_GQA
+    if args.device == "cuda":  # transformers' float32 reference multiplies in full precision
+        report["torch_matmul_tf32"] = torch.backends.cuda.matmul.allow_tf32
     if args.adapter:
         from peft import PeftModel
 
@@ -208,14 +225,19 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"-{Path(args.adapter).parent.name}" if args.adapter else ""
+    tag = f"-{args.tag}" if args.tag else tag
     path = out / f"real_weights_equality-{args.model}{tag}.json"
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-    for name in dtypes if args.device == "cuda" else ["float32"]:
+    for name in args.dtypes.split(",") if args.device == "cuda" else ["float32"]:
         model.to(dtypes[name])
         report[name] = compare(model, prompts, args.new, args.device)
         if args.vllm:  # the served path: vLLM's first 32 greedy tokens against transformers'
             report[f"vllm_vs_transformers_{name}_first_32"] = vllm_agreement(
                 model, prompts, report[name], name
+            )
+        if args.vllm_ieee and name == "float32":
+            report["vllm_ieee_vs_transformers_float32_first_32"] = vllm_agreement(
+                model, prompts, report[name], name, {"TRITON_F32_DEFAULT": "ieee"}
             )
         # after each dtype: a command cut short by its time limit keeps what it measured
         path.write_text(json.dumps(report, indent=1))

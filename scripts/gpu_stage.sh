@@ -2,13 +2,14 @@
 # Ship big files to the lent GPU machine in pieces that fit one `run` call's carry (64 MiB with
 # the working tree, which the shipped adapter has grown to ~21 MB; see ../shared/H200.md).
 #   here:        bash scripts/gpu_stage.sh split build/gpu/p1 build/gpu/w0b ...
-#                -> build/gpu/parts/00, 01, ... (each at most PART_MB, default 36 MB)
+#                -> one tar of those folders' files, cut into build/gpu/parts/00, 01, ...
+#                   (one piece of PART_MB each, default 41 MiB)
 #   on the GPU, one `run` per part folder, back to back (the machine forgets /root when idle):
 #                bash scripts/gpu_stage.sh receive build/gpu/parts/NN     (carry that folder)
-#   then once:   bash scripts/gpu_stage.sh install   (checks every file's sha256, then pip
-#                installs the wheels into /root/site and leaves other files in /root/staged)
+#   then once:   bash scripts/gpu_stage.sh install   (joins the pieces, checks the tar's sha256,
+#                pip installs its wheels into /root/site and leaves other files in /root/staged)
 set -euo pipefail
-PART_MB=${PART_MB:-36}
+PART_MB=${PART_MB:-41}
 STAGED=/root/staged
 case "$1" in
   split)
@@ -16,27 +17,16 @@ case "$1" in
     out=build/gpu/parts
     rm -rf "$out" && mkdir -p "$out"
     work=$(mktemp -d)
-    for dir in "$@"; do
-      for f in "$dir"/*; do
-        name=$(basename "$f")
-        split -b "${PART_MB}M" -d -a 3 "$f" "$work/$name.part-"
-        sha256sum "$f" | awk -v n="$name" '{print $1 "  " n}' >> "$out/SHA256SUMS"
-      done
+    # one uncompressed tar (wheels are zips already) of the folders' files, flat
+    tar -cf "$work/staged.tar" $(for dir in "$@"; do printf -- '-C %s %s ' "$(cd "$dir" && pwd)" "$(cd "$dir" && ls)"; done)
+    (cd "$work" && sha256sum staged.tar > SHA256SUMS)
+    split -b "${PART_MB}M" -d -a 2 "$work/staged.tar" "$work/staged.tar.part-"
+    for piece in "$work"/staged.tar.part-*; do
+      n=${piece##*part-}
+      mkdir -p "$out/$n" && mv "$piece" "$out/$n/"
     done
-    # pack the pieces into folders of at most PART_MB each, in order
-    n=0 size=0 limit=$((PART_MB * 1024 * 1024))
-    mkdir -p "$out/00"
-    for piece in $(ls "$work" | sort); do
-      bytes=$(stat -c %s "$work/$piece")
-      if [ $((size + bytes)) -gt $limit ] && [ $size -gt 0 ]; then
-        n=$((n + 1)) size=0
-        mkdir -p "$out/$(printf %02d $n)"
-      fi
-      mv "$work/$piece" "$out/$(printf %02d $n)/"
-      size=$((size + bytes))
-    done
-    cp "$out/SHA256SUMS" "$out/00/"
-    rmdir "$work"
+    cp "$work/SHA256SUMS" "$out/00/"
+    rm -rf "$work"
     du -sh "$out"/*/
     ;;
   receive)
@@ -46,12 +36,12 @@ case "$1" in
     ;;
   install)
     cd $STAGED
-    for name in $(awk '{print $2}' pieces/SHA256SUMS); do
-      cat $(ls pieces/"$name".part-* | sort) > "$name"
-    done
+    cat $(ls pieces/staged.tar.part-* | sort) > staged.tar
     sha256sum -c pieces/SHA256SUMS
+    tar -xf staged.tar && rm staged.tar
     mkdir -p /root/site
-    ls ./*.whl >/dev/null 2>&1 && python3 -m pip install -q --no-index --no-deps --target /root/site ./*.whl
+    ls ./*.whl >/dev/null 2>&1 && python3 -m pip install -q --no-index --no-deps --no-compile \
+      --target /root/site ./*.whl
     ls /root/site | head -40
     ;;
   *)

