@@ -72,7 +72,10 @@ def first_divergence(got: list[int], expected: list[int]) -> int | None:
     return next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b), None)
 
 
-def compare(model: Any, prompts: list[list[int]], new: int, device: str) -> dict[str, Any]:
+def compare(
+    model: Any, prompts: list[list[int]], new: int, device: str, fast: bool = True
+) -> dict[str, Any]:
+    """transformers' greedy tokens (the references) and, with ``fast``, FastEngine's against them."""
     import torch
 
     from pmpprag.fast import FastEngine
@@ -83,6 +86,8 @@ def compare(model: Any, prompts: list[list[int]], new: int, device: str) -> dict
         gen = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
                              max_new_tokens=new, min_new_tokens=new, pad_token_id=0)  # fmt: skip
         expected.append(gen[0, len(p) :].tolist())
+    if not fast:
+        return {"prompts": len(prompts), "rows": [{"reference": e} for e in expected]}
     engine = FastEngine.from_model(model, max_slots=4, max_len=max(map(len, prompts)) + new + 8)
     got = engine.generate(prompts, new).tokens
     rows = []
@@ -191,6 +196,7 @@ def main() -> None:
         help="also vLLM in float32 with TRITON_F32_DEFAULT=ieee: its Triton attention kernels then "
         "multiply float32 in full precision instead of TF32 (tl.dot's default on NVIDIA)",
     )  # fmt: skip
+    parser.add_argument("--no-fast", action="store_true", help="references only, no FastEngine")
     parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated")
     parser.add_argument("--tag", help="file name suffix (default: the adapter folder's parent)")
     parser.add_argument("--limit", type=int, default=0, help="first N prompts only (smoke runs)")
@@ -230,7 +236,7 @@ def main() -> None:
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16}
     for name in args.dtypes.split(",") if args.device == "cuda" else ["float32"]:
         model.to(dtypes[name])
-        report[name] = compare(model, prompts, args.new, args.device)
+        report[name] = compare(model, prompts, args.new, args.device, fast=not args.no_fast)
         if args.vllm:  # the served path: vLLM's first 32 greedy tokens against transformers'
             report[f"vllm_vs_transformers_{name}_first_32"] = vllm_agreement(
                 model, prompts, report[name], name
@@ -242,7 +248,7 @@ def main() -> None:
         # after each dtype: a command cut short by its time limit keeps what it measured
         path.write_text(json.dumps(report, indent=1))
     for dtype in ("float32", "bfloat16"):
-        if dtype not in report:
+        if dtype not in report or "equal_sequences" not in report[dtype]:
             continue
         r = report[dtype]
         gaps = [x.get("top2_gap") for x in r["rows"] if not x["equal"]]
