@@ -8,13 +8,16 @@
 #                bash scripts/gpu_stage.sh receive build/gpu/parts/NN     (carry that folder)
 #   then once:   bash scripts/gpu_stage.sh install   (joins the pieces, checks the tar's sha256,
 #                pip installs its wheels into /root/site and leaves other files in /root/staged)
+# PARTS, STAGED and SITE name other folders (tests/test_scripts.py).
 set -euo pipefail
 PART_MB=${PART_MB:-41}
-STAGED=/root/staged
+PARTS=${PARTS:-build/gpu/parts}
+STAGED=${STAGED:-/root/staged}
+SITE=${SITE:-/root/site}
 case "$1" in
   split)
     shift
-    out=build/gpu/parts
+    out=$PARTS
     rm -rf "$out" && mkdir -p "$out"
     work=$(mktemp -d)
     # one uncompressed tar (wheels are zips already) of the folders' files, flat
@@ -30,19 +33,20 @@ case "$1" in
     du -sh "$out"/*/
     ;;
   receive)
-    mkdir -p $STAGED/pieces
-    cp "$2"/* $STAGED/pieces/
-    ls $STAGED/pieces | wc -l
+    mkdir -p "$STAGED/pieces"
+    cp "$2"/* "$STAGED/pieces/"
+    ls "$STAGED/pieces" | wc -l
     ;;
   install)
-    cd $STAGED
+    cd "$STAGED"
     cat $(ls pieces/staged.tar.part-* | sort) > staged.tar
     sha256sum -c pieces/SHA256SUMS
     tar -xf staged.tar && rm staged.tar
-    mkdir -p /root/site
-    ls ./*.whl >/dev/null 2>&1 && python3 -m pip install -q --no-index --no-deps --no-compile \
-      --target /root/site ./*.whl
-    ls /root/site | head -40
+    if ls ./*.whl >/dev/null 2>&1; then
+      mkdir -p "$SITE"
+      python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" ./*.whl
+      ls "$SITE" | head -40
+    fi
     ;;
   *)
     echo "usage: $0 split DIR... | receive PART_DIR | install" >&2

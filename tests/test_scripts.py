@@ -1,0 +1,60 @@
+"""The GPU staging script (scripts/gpu_stage.sh) on this machine: big folders go out as pieces
+that each fit one carry and come back byte for byte, or not at all."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGE = ROOT / "scripts" / "gpu_stage.sh"
+
+
+def _stage(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PART_MB": "1",
+        "PARTS": str(tmp_path / "parts"),
+        "STAGED": str(tmp_path / "staged"),
+        "SITE": str(tmp_path / "site"),
+    }
+    return subprocess.run(["bash", str(STAGE), *args], env=env, capture_output=True, text=True,
+                          cwd=tmp_path)  # fmt: skip
+
+
+def _folders(tmp_path: Path) -> dict[str, bytes]:
+    files = {"a/weights.bin": os.urandom(1_600_000), "a/notes.txt": b"x" * 10, "b/tok.tar.gz":
+             os.urandom(300_000)}  # fmt: skip
+    for name, data in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    return {Path(name).name: data for name, data in files.items()}
+
+
+def test_split_receive_install_round_trip(tmp_path: Path) -> None:
+    files = _folders(tmp_path)
+    split = _stage(tmp_path, "split", "a", "b")
+    assert split.returncode == 0, split.stderr
+    parts = sorted((tmp_path / "parts").iterdir())
+    assert [p.name for p in parts] == ["00", "01"]  # ~1.9 MB in 1 MiB pieces
+    assert all(f.stat().st_size <= 1024 * 1024 for p in parts for f in p.glob("*.part-*"))
+    for part in parts:
+        assert _stage(tmp_path, "receive", str(part)).returncode == 0
+    install = _stage(tmp_path, "install")
+    assert install.returncode == 0, install.stderr
+    for name, data in files.items():
+        assert (tmp_path / "staged" / name).read_bytes() == data
+
+
+def test_install_refuses_a_damaged_or_missing_piece(tmp_path: Path) -> None:
+    _folders(tmp_path)
+    assert _stage(tmp_path, "split", "a", "b").returncode == 0
+    assert _stage(tmp_path, "receive", str(tmp_path / "parts" / "00")).returncode == 0
+    missing = _stage(tmp_path, "install")  # piece 01 never arrived
+    assert missing.returncode != 0 and "FAILED" in missing.stdout + missing.stderr
+    assert not (tmp_path / "staged" / "weights.bin").exists()
+    piece = next((tmp_path / "parts" / "01").glob("*.part-*"))
+    piece.write_bytes(b"\0" + piece.read_bytes()[1:])
+    assert _stage(tmp_path, "receive", str(tmp_path / "parts" / "01")).returncode == 0
+    assert _stage(tmp_path, "install").returncode != 0
