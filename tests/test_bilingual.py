@@ -24,7 +24,7 @@ from pmpprag.ingest.markdown import MarkdownError, parse_markdown
 from pmpprag.ingest.stage import check_chunks
 from pmpprag.rag.prompts import NOT_COVERED
 from pmpprag.schema import Chunk, read_jsonl
-from pmpprag.text import cjk_share, prose_language
+from pmpprag.text import cjk_share, english_terms, prose_language
 
 ROOT = Path(__file__).parents[1]
 EN, ZH = ROOT / "data" / "corpus", ROOT / "data" / "corpus_zh"
@@ -79,6 +79,17 @@ def test_language_of_prose_counts_chinese_characters_against_english_words() -> 
     assert cjk_share("") == 0.0
 
 
+def test_kernel_and_warp_stay_english_in_chinese_prose() -> None:
+    assert english_terms("核函数（kernel）启动是异步的。") == "kernel 启动是异步的。"
+    assert english_terms("每个 SM 最多 64 个线程束。") == "每个 SM 最多 64 个 warp。"
+    assert (
+        english_terms("线程束（warp）由 32 个线程组成，在核函数中")
+        == "warp 由 32 个线程组成，在 kernel 中"
+    )
+    assert english_terms("线程块与网格") == "线程块与网格"  # block and grid stay Chinese
+    assert english_terms("核函数", {"线程束": "warp"}) == "核函数"
+
+
 def test_twins_follow_the_shared_words_and_listings_in_order() -> None:
     listing = "```\nMds[ty][tx] = M[Row * Width + ph * TILE_WIDTH + tx];\n```"
     chunks = [
@@ -113,6 +124,15 @@ def test_retrieval_answers_in_the_question_language_through_either_text(
     assert all(h.chunk.lang == "en" for h in en)
     forced = bilingual.retrieve("How does tiling work?", k=3, language="zh")
     assert all(h.chunk.lang == "zh" for h in forced)
+
+
+def test_chinese_extractive_answer_writes_warp_in_english(corpus_index: Path) -> None:
+    question = "什么是线程束分歧？它为什么会降低性能？"
+    answer = Assistant.load(RagConfig(index=corpus_index)).ask(question)
+    assert answer.mode.startswith("extractive") and answer.language == "zh"
+    assert "warp" in answer.text and "线程束" not in answer.text
+    notes = Assistant.load(RagConfig(index=corpus_index, english_terms=False)).ask(question)
+    assert "线程束" in notes.text  # the notes' own wording, when asked for
 
 
 def test_min_confidence_gate_applies_in_bm25_mode(corpus_index: Path) -> None:

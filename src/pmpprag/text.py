@@ -7,7 +7,16 @@ import re
 import unicodedata
 from typing import Literal
 
-__all__ = ["CJK", "char_ngrams", "cjk_share", "has_cjk", "normalise", "prose_language"]
+__all__ = [
+    "CJK",
+    "ENGLISH_TERMS",
+    "char_ngrams",
+    "cjk_share",
+    "english_terms",
+    "has_cjk",
+    "normalise",
+    "prose_language",
+]
 
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
@@ -41,3 +50,18 @@ def char_ngrams(text: str, n: int) -> set[str]:
     """The character n-grams of the normalised text."""
     norm = normalise(text)
     return {norm[i : i + n] for i in range(max(0, len(norm) - n + 1))}
+
+
+# Terms that Chinese GPU-programming prose leaves in English: course-style answers (the team's
+# Chinese dev set: "kernel" 89 times, "warp" 82, 核函数 and 线程束 never) and questions ("kernel" in
+# 39 of its 100) write them so, while the Chinese notes render them.
+ENGLISH_TERMS = {"核函数": "kernel", "线程束": "warp"}
+
+
+def english_terms(text: str, terms: dict[str, str] | None = None) -> str:
+    """``text`` with each Chinese rendering of ``terms`` (and an English gloss of it that follows,
+    "线程束（warp）") written as the English term, spaced from the Chinese around it."""
+    for zh, en in (ENGLISH_TERMS if terms is None else terms).items():
+        text = re.sub(rf"{zh}(?:（{re.escape(en)}）|\({re.escape(en)}\))?", f"\0{en}\0", text)
+    text = re.sub(rf"(?<={CJK.pattern})\0|\0(?={CJK.pattern})", " ", text)
+    return text.replace("\0", "")
