@@ -230,8 +230,8 @@ def main() -> None:
         report["adapter"] = args.adapter
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tag = f"-{Path(args.adapter).parent.name}" if args.adapter else ""
-    tag = f"-{args.tag}" if args.tag else tag
+    suffix = args.tag or (Path(args.adapter).parent.name if args.adapter else "")
+    tag = f"-{suffix}" if suffix else ""
     path = out / f"real_weights_equality-{args.model}{tag}.json"
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16}
     for name in args.dtypes.split(",") if args.device == "cuda" else ["float32"]:

@@ -87,7 +87,6 @@ def test_kernel_and_warp_stay_english_in_chinese_prose() -> None:
         == "warp 由 32 个线程组成，在 kernel 中"
     )
     assert english_terms("线程块与网格") == "线程块与网格"  # block and grid stay Chinese
-    assert english_terms("核函数", {"线程束": "warp"}) == "核函数"
 
 
 def test_twins_follow_the_shared_words_and_listings_in_order() -> None:

@@ -58,10 +58,10 @@ def char_ngrams(text: str, n: int) -> set[str]:
 ENGLISH_TERMS = {"核函数": "kernel", "线程束": "warp"}
 
 
-def english_terms(text: str, terms: dict[str, str] | None = None) -> str:
-    """``text`` with each Chinese rendering of ``terms`` (and an English gloss of it that follows,
-    "线程束（warp）") written as the English term, spaced from the Chinese around it."""
-    for zh, en in (ENGLISH_TERMS if terms is None else terms).items():
+def english_terms(text: str) -> str:
+    """``text`` with each Chinese rendering in :data:`ENGLISH_TERMS` (and an English gloss of it
+    that follows, "线程束（warp）") written as the English term, spaced from the Chinese around it."""
+    for zh, en in ENGLISH_TERMS.items():
         text = re.sub(rf"{zh}(?:（{re.escape(en)}）|\({re.escape(en)}\))?", f"\0{en}\0", text)
     text = re.sub(rf"(?<={CJK.pattern})\0|\0(?={CJK.pattern})", " ", text)
     return text.replace("\0", "")
