@@ -328,3 +328,24 @@ def test_sparse_storage_counts_words_per_format() -> None:
         2 * rows * 3 + 3 * 4 * 47,
     ]
     assert "ELL: 2 x 2004 x 50 = 200400 words" in worked_text(results)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "A 1000 x 1000 sparse matrix has 999 rows with 5 nonzeros each and one row with 200 "
+        "nonzeros. Compare the storage in words for COO, CSR, ELL and a hybrid ELL-COO format "
+        "with ELL width 5.",
+        "稀疏矩阵有 999 行各有 5 个非零元，另有一行有 200 个非零元。分别计算 COO、CSR、ELL 以及宽度取 5 "
+        "的混合 ELL-COO 格式存储多少个字？",
+    ],
+)
+def test_sparse_storage_counts_a_single_long_row(question: str) -> None:
+    # the one long row, written as a word, used to be dropped (nnz 4995 instead of 5195)
+    nnz = 999 * 5 + 200
+    assert [r.values[0] for r in solve(question)] == [
+        3 * nnz,
+        2 * nnz + 1000 + 1,
+        2 * 1000 * 200,
+        2 * 1000 * 5 + 3 * 195,
+    ]

@@ -130,14 +130,16 @@ def sparse_storage(q: Lowered) -> list[Result]:
     if not re.search(r"\b(?:coo|csr|ell)\b", q):
         return []
     groups: list[tuple[float, float]] = []
-    for m in re.finditer(
-        NUM
-        + r"\s*(?:行各有|行每行有|rows?\s*(?:each\s*)?(?:have|has|with))\s*"
+    for m in re.finditer(  # "999 rows with 5 nonzeros", "one row with 200", "另有一行有 200 个"
+        r"(?:"
+        + NUM
+        + r"|\b(one|a single|an?)\b|(一))"
+        + r"\s*(?:行各有|行每行有|行有|rows?\s*(?:each\s*)?(?:have|has|with))\s*"
         + NUM
         + r"\s*(?:个非零|non-?zeros?|nonzeros?)",
         q,
     ):
-        groups.append((number(m.group(1)), number(m.group(2))))
+        groups.append((number(m.group(1)) if m.group(1) else 1.0, number(m.group(4))))
     if not groups:
         return []
     rows = sum(r for r, _ in groups)
