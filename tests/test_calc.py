@@ -349,3 +349,19 @@ def test_sparse_storage_counts_a_single_long_row(question: str) -> None:
         2 * 1000 * 200,
         2 * 1000 * 5 + 3 * 195,
     ]
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "A sum over N = 1,000,000 floats uses a reduction kernel with 1024 threads per block, "
+        "where each block reduces a 2048-element segment. How many blocks are launched, and how "
+        "many real elements does the last block hold?",
+        "对 N = 1,000,000 个 float 求和，归约 kernel 每块 1024 个线程，每个线程块处理 2048 个元素。"
+        "需要启动多少个线程块？最后一个 block 有多少个有效元素？",
+    ],
+)
+def test_blocks_follow_the_segment_a_block_covers(question: str) -> None:
+    # not ceil(N / 1024) = 977: a block covers its 2048-element segment
+    values = sorted(r.values[0] for r in solve(question))
+    assert values == [489, 1_000_000 - 488 * 2048]

@@ -34,28 +34,37 @@ def blocks_1d(q: Lowered) -> list[Result]:
         q,
     )
     b *= (per_block or 1) * (per_thread or 1)
+    # or the elements a block covers, stated outright ("each block reduces a 2048-element
+    # segment"): then only the block count and the last block's elements follow
+    segment = find_number(
+        r"each block (?:reduces|processes|handles|covers|loads|sums) an? (\d+)[- ]elements?"
+        r"|每个\s*(?:block|线程块)\s*(?:归约|处理|负责|覆盖)\D{0,6}?(\d+)\s*个元素",
+        q,
+    )
+    b = segment or b
     blocks = math.ceil(n / b)
     launched = blocks * b
     asks = asking_part(q)
     out = []
-    if re.search(ASK_IDLE, asks):
+    threads = not segment  # with a segment, launched counts elements: no idle threads or warps
+    if threads and re.search(ASK_IDLE, asks):
         out.append(
             Result((launched - n,), f"ceil({n:g} / {b:g}) x {b:g} - {n:g} = {launched - n:g}")
         )
         if launched > n and re.search(r"which block|位于", asks):
             out.append(Result((blocks - 1,), f"all in the last block, blockIdx.x = {blocks - 1}"))
     if re.search(r"last block|最后一个\s*block", asks) and re.search(
-        r"work|active|useful|valid|有效|工作", asks
+        r"work|active|useful|valid|real|有效|工作", asks
     ):
         last = n - (blocks - 1) * b
         out.append(Result((last,), f"{n:g} - ({blocks} - 1) x {b:g} = {last:g}"))
-    if re.search(r"diverge", asks) and re.search(r"warps?", asks):
+    if threads and re.search(r"diverge", asks) and re.search(r"warps?", asks):
         out.append(Result((1 if n % 32 else 0,), "only the warp that straddles n diverges"))
-    if re.search(r"how many warps", asks):
+    if threads and re.search(r"how many warps", asks):
         out.append(Result((launched / 32,), f"{blocks} x {b:g} / 32 = {launched / 32:g}"))
     if re.search(ASK_BLOCKS, asks):
         out.append(Result((blocks,), f"ceil({n:g} / {b:g}) = {blocks}"))
-    if re.search(r"(how many|total)\s*threads", asks) and not out:
+    if threads and re.search(r"(how many|total)\s*threads", asks) and not out:
         out.append(Result((launched,), f"ceil({n:g} / {b:g}) x {b:g} = {launched}"))
     return out
 
