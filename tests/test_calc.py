@@ -365,3 +365,41 @@ def test_blocks_follow_the_segment_a_block_covers(question: str) -> None:
     # not ceil(N / 1024) = 977: a block covers its 2048-element segment
     values = sorted(r.values[0] for r in solve(question))
     assert values == [489, 1_000_000 - 488 * 2048]
+
+
+# Misreads found by running the solvers over the team's own QA pairs (their answers worked by
+# hand): each question below used to give the value in its comment.
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        (  # registers per thread as "每线程用 N 个寄存器" (8 blocks: the registers were not read)
+            "某 SM 有 65,536 个寄存器和 2048 个线程槽位。某 kernel 每线程用 40 个寄存器、每块 256 个"
+            "线程。能驻留几个线程块？",
+            6,
+        ),
+        (  # "blocks each need 5 KB", "each thread needs 40 registers" (16)
+            "A kernel's 128-thread blocks each need 5 KB of shared memory, and each thread needs "
+            "40 registers. The SM offers 64 KB of shared memory, 65,536 registers, 32 block slots "
+            "and 2048 thread slots. How many blocks are resident?",
+            12,
+        ),
+        (  # "each 256-thread block declares 12 KB" (8)
+            "If each 256-thread block declares 12 KB of shared memory and the SM has 64 KB in "
+            "total, how many blocks fit in its 2048 thread slots?",
+            5,
+        ),
+        ("HBM 堆叠内存有 5,120 位接口、每引脚 3.2 Gb/s，峰值带宽是多少？", 2048),  # 48: "120" bits
+        (  # the layer as "第 2 层" (29: the plane was dropped)
+            "一个宽 8、高 6、深 4 的三维数组按行优先存放，第 2 层、第 3 行、第 5 列元素的线性下标是多少？",
+            125,
+        ),
+        (  # the share that computes, not the share idle (55.6)
+            "A halo-tiled convolution kernel uses IN_TILE_DIM = 12 and r = 2. What fraction of the "
+            "block's threads compute outputs?",
+            100 * 64 / 144,
+        ),
+    ],
+)
+def test_solvers_read_the_team_pairs_phrasings(question: str, expected: float) -> None:
+    results = solve(question)
+    assert any(r.values[0] == pytest.approx(expected) for r in results), worked_text(results)

@@ -29,7 +29,8 @@ def _shared_memory_kb(q: Lowered) -> tuple[float | None, float | None]:
         per_block = re.match(
             r"\s*(?:of\s*)?(?:shared\s*memory\s*)?(?:per|each|/|for each)\s*block", after
         ) or re.search(
-            r"(?:(?:per|each|every)\s*block|每个\s*block)[^.;，。]{0,25}?(?:uses|needs|allocates|requires|使用|需要|占用)?\s*(?:of\s*)?$",
+            r"(?:(?:per|each|every)\s*(?:\d+-thread\s*)?block|blocks?\s*each|每个\s*block)"
+            r"[^.;，。]{0,25}?(?:uses|needs|allocates|requires|declares|使用|需要|占用)?\s*(?:of\s*)?$",
             before,
         )
         if per_block and block is None:
@@ -59,7 +60,10 @@ def occupancy(q: Lowered) -> list[Result]:
         limits["block slots"] = block_slots
     regs = find_number(r"(\d{1,3}(?:,\d{3})+|\d{4,})\s*(?:32-bit\s*)?(?:registers|个寄存器)", q)
     per_thread = find_number(
-        r"(\d+)\s*registers\s*per\s*thread|每个线程(?:使用)?\s*(\d+)\s*个寄存器", q
+        r"(\d+)\s*registers\s*(?:per\s*thread|each)"
+        r"|each thread (?:needs|uses|requires|has) (\d+) registers"
+        r"|每个线程(?:使用|用|需要|占用)?\s*(\d+)\s*个寄存器",
+        q,
     )
     if regs and per_thread:
         limits["registers"] = regs // (per_thread * b)
@@ -128,9 +132,11 @@ def roofline(q: Lowered) -> list[Result]:
 
 def bandwidth(q: Lowered) -> list[Result]:
     """Peak DRAM bandwidth = bus width (bits) x per-pin data rate / 8."""
+    width = r"(\d{1,3}(?:,\d{3})+|\d+)"  # "5,120-bit": the whole number, not its last 120
     bits = find_number(
-        r"(\d+)-bit\s*(?:memory\s*)?(?:interface|bus)|(?:接口|总线)(?:位?宽|宽度)?(?:为|是)?\s*(\d+)\s*(?:位|bit)"
-        r"|(\d+)\s*(?:位|bit)\s*(?:宽)?的?\s*(?:内存|显存)?(?:接口|总线)",
+        width + r"-bit\s*(?:memory\s*)?(?:interface|bus)"
+        r"|(?:接口|总线)(?:位?宽|宽度)?(?:为|是)?\s*" + width + r"\s*(?:位|bit)"
+        r"|" + width + r"\s*(?:位|bit)\s*(?:宽)?的?\s*(?:内存|显存)?(?:接口|总线)",
         q,
     )
     rate = re.search(r"(\d+(?:\.\d+)?)\s*(gb/s|gbps|gt/s|mt/s)", q)

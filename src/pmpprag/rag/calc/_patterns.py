@@ -67,7 +67,18 @@ def conv_tile(q: Lowered) -> list[Result]:
     out_dim = tile - 2 * r
     idle = 100 * (1 - out_dim**2 / tile**2)
     out = [Result((out_dim,), f"OUT_TILE_DIM = {tile:g} - 2 x {r:g} = {out_dim:g}")]
-    if re.search(r"idle|inactive|闲置|空闲|比例|fraction", asking_part(q)):
+    asks = asking_part(q)
+    computing = re.search(
+        r"threads? (?:that )?(?:compute|are active|produce)|compute outputs?|active threads"
+        r"|计算输出|参与计算",
+        asks,
+    )
+    if computing and not re.search(r"idle|inactive|闲置|空闲", asks):  # the share that works
+        share = 100 - idle
+        out.append(
+            Result((share,), f"{out_dim:g}^2 / {tile:g}^2 = {share:.3g}% of the threads compute")
+        )
+    elif re.search(r"idle|inactive|闲置|空闲|比例|fraction", asks):
         out.append(
             Result((idle,), f"1 - {out_dim:g}^2 / {tile:g}^2 = {idle:.3g}% of the threads idle")
         )

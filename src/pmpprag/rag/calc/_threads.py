@@ -159,7 +159,7 @@ def linear_index(q: Lowered) -> list[Result]:
     col = find_number(r"col(?:umn)?\s*(\d+)|第\s*(\d+)\s*列", q)
     if row is None or col is None:
         return []
-    plane = find_number(r"plane\s*(\d+)|depth index\s*(\d+)", q)
+    plane = find_number(r"plane\s*(\d+)|depth index\s*(\d+)|第\s*(\d+)\s*(?:层|个平面)", q)
     width = find_number(r"width\s*(?:of\s*|=\s*)?(\d+)|(\d+)\s*columns|宽\s*(\d+)", q)
     height = find_number(r"height\s*(?:of\s*|=\s*)?(\d+)|(\d+)\s*rows|高\s*(\d+)", q)
     if not width:
