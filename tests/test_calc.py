@@ -398,6 +398,15 @@ def test_blocks_follow_the_segment_a_block_covers(question: str) -> None:
             "block's threads compute outputs?",
             100 * 64 / 144,
         ),
+        (  # how many threads compute: a count, not a share (76.6)
+            "带光环的分块卷积中 IN_TILE_DIM = 32、FILTER_RADIUS = 2，每个线程块中计算输出的线程有多少个？",
+            784,
+        ),
+        (  # the long row written without its unit (nnz 4995)
+            "A 1000 x 1000 matrix has 999 rows with 5 nonzeros and one row with 200. Compare the "
+            "storage of ELL, CSR and COO in words.",
+            3 * 5195,
+        ),
     ],
 )
 def test_solvers_read_the_team_pairs_phrasings(question: str, expected: float) -> None:

@@ -73,7 +73,10 @@ def conv_tile(q: Lowered) -> list[Result]:
         r"|计算输出|参与计算",
         asks,
     )
-    if computing and not re.search(r"idle|inactive|闲置|空闲", asks):  # the share that works
+    if computing and re.search(r"how many|多少个", asks):  # how many threads compute
+        count = out_dim**2
+        out.append(Result((count,), f"{out_dim:g}^2 = {count:g} threads compute"))
+    elif computing and not re.search(r"idle|inactive|闲置|空闲", asks):  # the share that works
         share = 100 - idle
         out.append(
             Result((share,), f"{out_dim:g}^2 / {tile:g}^2 = {share:.3g}% of the threads compute")
@@ -153,6 +156,12 @@ def sparse_storage(q: Lowered) -> list[Result]:
         groups.append((number(m.group(1)) if m.group(1) else 1.0, number(m.group(4))))
     if not groups:
         return []
+    # an elliptical last group: "... 999 rows with 5 nonzeros and one row with 200."
+    tail = re.search(
+        r"\band (?:" + NUM + r"|(one|a single|an?)) rows? with " + NUM + r"(?=\s*[.,;)]|$)", q
+    )
+    if tail:
+        groups.append((number(tail.group(1)) if tail.group(1) else 1.0, number(tail.group(3))))
     rows = sum(r for r, _ in groups)
     nnz = sum(r * k for r, k in groups)
     longest = max(k for _, k in groups)
