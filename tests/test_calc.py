@@ -412,3 +412,29 @@ def test_blocks_follow_the_segment_a_block_covers(question: str) -> None:
 def test_solvers_read_the_team_pairs_phrasings(question: str, expected: float) -> None:
     results = solve(question)
     assert any(r.values[0] == pytest.approx(expected) for r in results), worked_text(results)
+
+
+@pytest.mark.parametrize(
+    ("question", "ulp", "language", "clause"),
+    [
+        (
+            "在单精度 float 中，区间 [1024, 2048) 内相邻两个可表示数之间的间距（1 ULP）是多少？该区间内共有多少个可表示数？",
+            2.0**-13,
+            "zh",
+            "ULP = 2^(10 - 23) = 2^-13 = 0.00012207；2^23 = 8388608 个单精度数位于 [2^10, 2^11)",
+        ),
+        (
+            "What is the spacing (1 ULP) between adjacent single-precision floats near 2^24?",
+            2.0,
+            "en",
+            "ULP = 2^(24 - 23) = 2^1 = 2; 2^23 = 8388608 single floats in [2^24, 2^25)",
+        ),
+    ],
+)
+def test_float_spacing_is_one_ulp_of_the_binade(
+    question: str, ulp: float, language: str, clause: str
+) -> None:
+    results = solve(question)
+    # the spacing alone: not the IEEE 754 encoding of the interval's first value
+    assert [r.values for r in results] == [(ulp,)]
+    assert worked_text(results, language=language) == clause

@@ -35,7 +35,7 @@ from pmpprag.rag.calc._memory import (
     stencil_partition,
     struct_field_fraction,
 )
-from pmpprag.rag.calc._numbers import float_bits
+from pmpprag.rag.calc._numbers import float_bits, float_spacing
 from pmpprag.rag.calc._options import option_numbers, pick_option
 from pmpprag.rag.calc._patterns import (
     conv_layer,
@@ -109,6 +109,7 @@ SOLVERS: tuple[Callable[[Lowered], list[Result]], ...] = (
     child_launches,
     halo_bytes,
     struct_field_fraction,
+    float_spacing,  # before float_bits, which declines a spacing question
     float_bits,
 )
 
@@ -164,6 +165,9 @@ _ZH_WORDS: tuple[tuple[str, str], ...] = (
     ("every thread launches", "每个线程都启动子网格"),
     ("all in the last block", "全部位于最后一个 block"),
     ("of the threads idle", "的线程闲置"),
+    ("of the threads compute", "的线程参与计算"),
+    ("threads compute", "个线程参与计算"),
+    ("single floats in", "个单精度数位于"),
     ("the warp runs max", "warp 的迭代次数取最大值 max"),
     ("threads per block", "个线程/block"),
     ("exponent field", "指数字段"),
