@@ -402,6 +402,16 @@ def test_blocks_follow_the_segment_a_block_covers(question: str) -> None:
             "带光环的分块卷积中 IN_TILE_DIM = 32、FILTER_RADIUS = 2，每个线程块中计算输出的线程有多少个？",
             784,
         ),
+        (  # "supports at most 2048 resident threads" (not read)
+            "An SM has 65,536 registers and supports at most 2048 resident threads. A kernel uses "
+            "40 registers per thread and 256-thread blocks. How many blocks fit on the SM?",
+            6,
+        ),
+        (  # "IN_TILE_DIM x IN_TILE_DIM = 32 x 32" and "the filter is 5 x 5"; idle as a count
+            "A tiled convolution kernel uses blocks of IN_TILE_DIM x IN_TILE_DIM = 32 x 32 threads "
+            "and the filter is 5 x 5. How many threads are idle during the compute phase?",
+            32 * 32 - 28 * 28,
+        ),
         (  # the long row written without its unit (nnz 4995)
             "A 1000 x 1000 matrix has 999 rows with 5 nonzeros and one row with 200. Compare the "
             "storage of ELL, CSR and COO in words.",
@@ -438,3 +448,12 @@ def test_float_spacing_is_one_ulp_of_the_binade(
     # the spacing alone: not the IEEE 754 encoding of the interval's first value
     assert [r.values for r in results] == [(ulp,)]
     assert worked_text(results, language=language) == clause
+
+
+def test_bare_block_shape_triples_are_judged() -> None:
+    results = solve(
+        "Which of these thread-block shapes are legal on current CUDA devices: (32, 32, 1), "
+        "(4, 4, 64), (32, 32, 2), (1, 1, 128)?"
+    )
+    assert [r.values for r in results] == [(1.0,), (1.0,), (0.0,), (0.0,)]
+    assert "dim3(1, 1, 128) = 128 threads, illegal: z = 128 > 64" in worked_text(results)

@@ -167,6 +167,7 @@ _ZH_WORDS: tuple[tuple[str, str], ...] = (
     ("of the threads idle", "的线程闲置"),
     ("of the threads compute", "的线程参与计算"),
     ("threads compute", "个线程参与计算"),
+    ("threads idle", "个线程闲置"),
     ("single floats in", "个单精度数位于"),
     ("the warp runs max", "warp 的迭代次数取最大值 max"),
     ("threads per block", "个线程/block"),

@@ -46,7 +46,7 @@ def occupancy(q: Lowered) -> list[Result]:
         return []
     b = find_number(BLOCK_SIZE, q)
     slots = find_number(
-        r"(\d[\d,]*)\s*thread\s*slots|(\d[\d,]*)\s*个?线程槽|最多(?:支持)?\s*(\d[\d,]*)\s*个线程|(?:at most|maximum of|supports(?: at most)?|up to)\s*(\d[\d,]*)\s*threads|(\d[\d,]{3,})\s*threads",
+        r"(\d[\d,]*)\s*thread\s*slots|(\d[\d,]*)\s*个?线程槽|最多(?:支持)?\s*(\d[\d,]*)\s*个线程|(?:at most|maximum of|supports(?: at most)?|up to)\s*(\d[\d,]*)\s*(?:resident\s*)?threads|(\d[\d,]{3,})\s*threads",
         q,
     )
     if not b or not slots:

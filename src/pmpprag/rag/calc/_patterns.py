@@ -58,10 +58,18 @@ def scan_work(q: Lowered) -> list[Result]:
 def conv_tile(q: Lowered) -> list[Result]:
     """A tiled convolution whose block is the input tile: OUT_TILE_DIM = IN_TILE_DIM - 2r, and
     the share of threads idle while computing, 1 - OUT^2 / IN^2."""
-    tile = find_number(r"in_tile_dim\s*(?:=|of|为)\s*(\d+)", q)
+    tile = find_number(r"in_tile_dim\s*(?:x\s*in_tile_dim\s*)?(?:=|of|为)\s*(\d+)", q)
     r = find_number(
         r"\br\s*=\s*(\d+)|filter_radius\s*(?:=|of|为)\s*(\d+)|半径\s*(?:为\s*)?(\d+)", q
     )
+    side = re.search(
+        r"(\d+)\s*[x×]\s*(\d+)\s*(?:的\s*)?(?:filter|滤波器|卷积核)"
+        r"|(?:filter|滤波器|卷积核)\s*(?:is|为|是)?\s*(\d+)\s*[x×]\s*(\d+)",
+        q,
+    )
+    k = [int(g) for g in side.groups() if g] if side else []
+    if r is None and k and k[0] == k[1] and k[0] % 2:
+        r = (k[0] - 1) / 2  # a 5 x 5 filter has radius 2
     if not tile or r is None or tile <= 2 * r:
         return []
     out_dim = tile - 2 * r
@@ -81,6 +89,9 @@ def conv_tile(q: Lowered) -> list[Result]:
         out.append(
             Result((share,), f"{out_dim:g}^2 / {tile:g}^2 = {share:.3g}% of the threads compute")
         )
+    elif re.search(r"idle|inactive|闲置|空闲", asks) and re.search(r"how many|多少个", asks):
+        count = tile**2 - out_dim**2
+        out.append(Result((count,), f"{tile:g}^2 - {out_dim:g}^2 = {count:g} threads idle"))
     elif re.search(r"idle|inactive|闲置|空闲|比例|fraction", asks):
         out.append(
             Result((idle,), f"1 - {out_dim:g}^2 / {tile:g}^2 = {idle:.3g}% of the threads idle")

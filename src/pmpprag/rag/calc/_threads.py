@@ -266,6 +266,9 @@ def block_shape(q: Lowered) -> list[Result]:
     if not re.search(r"legal|valid|allowed|合法|有效|允许", q):
         return []
     shapes = re.findall(r"dim3\s*\w*\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?(?:,\s*(\d+)\s*)?\)", q)
+    if not shapes and re.search(r"block\s*(?:shape|dimension|size)s?|block\s*形状", q):
+        # bare triples: "which thread-block shapes are legal: (32, 32, 1), (4, 4, 64), ..."
+        shapes = re.findall(r"\(\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\)", q)
     if not shapes:
         return []
     out = []
