@@ -457,3 +457,40 @@ def test_bare_block_shape_triples_are_judged() -> None:
     )
     assert [r.values for r in results] == [(1.0,), (1.0,), (0.0,), (0.0,)]
     assert "dim3(1, 1, 128) = 128 threads, illegal: z = 128 > 64" in worked_text(results)
+
+
+# Chinese phrasings of the team's numeric pairs that no solver read before (their answers,
+# worked by hand, hold each value).
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("计算：若 p = 0.9、S = 10，按阿姆达尔定律整体加速比约为多少？", 1 / (0.1 + 0.09)),
+        (
+            "一个热点循环占程序总时间的 50%，被 GPU 加速 100 倍。整个应用大约快多少倍？",
+            1 / (0.5 + 0.005),
+        ),
+        (  # "80 秒在..." (a Chinese character after 秒 hid the time); "不计传输开销" adds nothing
+            "一个程序运行 100 秒，其中 80 秒在一个数据并行循环里，20 秒是顺序代码。GPU 核函数把该循环加速 40 倍，"
+            "不计传输开销，整体加速比是多少？",
+            100 / 22,
+        ),
+        (
+            "某应用原来在顺序 CPU 上运行 60 秒，移植到 GPU 后运行 4 秒（已包含所有开销），加速比是多少？",
+            15,
+        ),
+        (
+            "SM 有 2048 个线程槽和 32 个块槽，寄存器和共享内存充足，块大小为 768 时占用率是多少？",
+            75,
+        ),
+        (
+            "SM 有 65,536 个寄存器和 2048 个线程槽，kernel 使用 512 线程的块，每线程 33 个寄存器。"
+            "每个 SM 能驻留几个块？",
+            3,
+        ),
+    ],
+)
+def test_solvers_read_the_team_chinese_phrasings(question: str, expected: float) -> None:
+    results = solve(question)
+    assert any(r.values[0] == pytest.approx(expected, rel=1e-3) for r in results), worked_text(
+        results
+    )

@@ -100,5 +100,6 @@ BLOCK_SIZE = (
     r"|block\s*size\s*(?:of|=|is)?\s*(\d+)"
     r"|blockdim\.x\s*(?:=|is|of)\s*(\d+)"
     r"|每个\s*block\s*(\d+)\s*个?线程"
-    r"|(\d+)\s*个?线程的\s*block"
+    r"|(\d+)\s*个?线程的\s*(?:block|块)"
+    r"|(?:block|块)\s*大小\s*(?:为|是|=)?\s*(\d+)"
 )

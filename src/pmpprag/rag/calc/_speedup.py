@@ -10,11 +10,18 @@ from pmpprag.rag.calc._common import FACTOR, PCT, Lowered, Result, asking_part, 
 
 def amdahl(q: Lowered) -> list[Result]:
     """Overall speedup when a fraction p of the time runs s times faster: 1 / ((1 - p) + p / s)."""
-    if not re.search(r"amdahl|speedup|speed-up|加速比", q):
+    if not re.search(r"amdahl|speedup|speed-up|加速比|阿姆达尔|快多少倍|快几倍|how much faster", q):
         return []
     m = re.search(PCT + r"(.{0,80})", q)
+    given = re.search(r"\bp\s*=\s*(0?\.\d+|1(?:\.0+)?)\b.{0,12}?\bs\s*=\s*(\d+(?:\.\d+)?)", q)
+    if not m and given:  # "p = 0.9、S = 10": the fraction and the factor by their names
+        p, s = float(given.group(1)), float(given.group(2))
+        if not 0 < p < 1 or s <= 1:
+            return []
+        value = 1 / ((1 - p) + p / s)
+        return [Result((value,), f"1 / ((1 - {p:g}) + {p:g} / {s:g}) = {value:.3g}")]
     if not m:
-        return amdahl_times(q)
+        return amdahl_times(q) or speedup_times(q)
     p = float(m.group(1)) / 100
     clause = re.split(r"[,;，；]|\band\b|\. ", m.group(2))[0]  # what the percentage is of
     if re.search(r"sequential|serial|串行|unchanged|不变", clause) and not re.search(
@@ -50,18 +57,24 @@ def amdahl_times(q: Lowered) -> list[Result]:
         return []
     total = parallel = 0.0
     extra = []
-    for m in re.finditer(r"(\d+(?:\.\d+)?)\s*(?:s|seconds|秒)(?![\w/])", q):
+    for m in re.finditer(r"(\d+(?:\.\d+)?)\s*(?:s|seconds|秒)(?![A-Za-z0-9_/])", q):
         t, before, after = (
             float(m.group(1)),
             q[max(0, m.start() - 30) : m.start()],
             q[m.end() : m.end() + 40],
         )
+        around = before + " " + after
         if re.search(r"(?:runs? for|takes|total(?: of)?|运行|总共?)\s*(?:of\s*)?$", before):
             total = t
-        elif re.search(r"transfer|overhead|copy|copies|传输|拷贝|开销", before + " " + after):
+        elif re.search(r"^\s*(?:in |is |are )?(?:是)?(?:sequential|serial|顺序|串行)", after):
+            continue  # the rest of the run, which the total already holds
+        elif re.search(r"transfer|overhead|copy|copies|传输|拷贝|开销", around) and not re.search(
+            r"不计|忽略|ignor|without|exclud", around
+        ):
             extra.append(t)
         elif re.search(
-            r"^\s*(?:is |are )?(?:in |spent in )?(?:an? |the )?(?:data-)?(?:parallel|loop|kernel|并行|可并行|是可并行)",
+            r"^\s*(?:is |are )?(?:in |spent in )?(?:an? |the )?(?:data-)?(?:parallel|loop|kernel|并行|可并行|是可并行)"
+            r"|^\s*(?:是|在)?(?:一个)?(?:数据)?(?:可)?并行",
             after,
         ):
             parallel = t
@@ -72,6 +85,23 @@ def amdahl_times(q: Lowered) -> list[Result]:
     parts = " + ".join(f"{x:g}" for x in extra)
     work = f"{total:g} / ({total - parallel:g} + {parallel:g} / {s:g}{' + ' + parts if extra else ''}) = {total / new:.3g}"
     return [Result((total / new,), work)]
+
+
+def speedup_times(q: Lowered) -> list[Result]:
+    """Speedup from two measured times, before and after: T_old / T_new ("originally 60 s on
+    the CPU, 4 s on the GPU")."""
+    times = list(re.finditer(r"(\d+(?:\.\d+)?)\s*(s|seconds|秒|ms|毫秒)(?![A-Za-z0-9_/])", q))
+    if len(times) != 2 or times[0].group(2) != times[1].group(2):
+        return []
+    if not re.search(
+        r"原来|原先|顺序|originally|sequential|before|previously", q[: times[0].start()]
+    ):
+        return []
+    old, new = float(times[0].group(1)), float(times[1].group(1))
+    if new <= 0 or new >= old:
+        return []
+    unit = times[0].group(2)
+    return [Result((old / new,), f"{old:g} {unit} / {new:g} {unit} = {old / new:.3g}")]
 
 
 def simd_efficiency(q: Lowered) -> list[Result]:
