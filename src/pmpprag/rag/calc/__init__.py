@@ -34,6 +34,7 @@ from pmpprag.rag.calc._memory import (
     roofline,
     stencil_partition,
     struct_field_fraction,
+    vector_add_bytes,
 )
 from pmpprag.rag.calc._numbers import float_bits, float_spacing
 from pmpprag.rag.calc._options import option_numbers, pick_option
@@ -98,6 +99,7 @@ SOLVERS: tuple[Callable[[Lowered], list[Result]], ...] = (
     global_index,
     scan_work,
     bandwidth,
+    vector_add_bytes,
     # Broad readers last: they match wording that the solvers above also use.
     launch_shape,
     block_shape,

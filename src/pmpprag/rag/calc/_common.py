@@ -80,9 +80,7 @@ def asking_part(q: str) -> str:
 
 
 # What a question asks for (its question sentences, see asking_part), shared by several solvers.
-ASK_BLOCKS = (
-    r"how many blocks|number of blocks|grid size|blocks are launched|多少个\s*block|block\s*数|块数"
-)
+ASK_BLOCKS = r"how many blocks|number of blocks|grid size|blocks are launched|(?:多少|几)个\s*block|block\s*数|块数"
 
 
 ASK_IDLE = r"idle|fail|no (?:useful )?work|do nothing|inactive|wasted|空闲|不满足"

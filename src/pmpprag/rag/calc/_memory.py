@@ -130,6 +130,19 @@ def roofline(q: Lowered) -> list[Result]:
     return [Result((attained / scale,), f"min({peak:g}, {why} x {bw:g}) = {attained:g} GFLOPS")]
 
 
+def vector_add_bytes(q: Lowered) -> list[Result]:
+    """A stand-alone vector addition of n floats moves A and B in and C out over the
+    interconnect: 3 x 4 x n bytes."""
+    if not re.search(r"vector add|向量加法|vecadd", q) or not re.search(
+        r"interconnect|互连|pcie|host[- ]device|主机与设备", q
+    ):
+        return []
+    n = find_number(r"\bn\s*=\s*" + NUM, q)
+    if not n or not re.search(r"bytes|字节", asking_part(q)):
+        return []
+    return [Result((12 * n,), f"3 x 4 x {n:.15g} = {12 * n:.15g} bytes")]
+
+
 def bandwidth(q: Lowered) -> list[Result]:
     """Peak DRAM bandwidth = bus width (bits) x per-pin data rate / 8."""
     width = r"(\d{1,3}(?:,\d{3})+|\d+)"  # "5,120-bit": the whole number, not its last 120

@@ -54,7 +54,7 @@ def blocks_1d(q: Lowered) -> list[Result]:
         if launched > n and re.search(r"which block|位于", asks):
             out.append(Result((blocks - 1,), f"all in the last block, blockIdx.x = {blocks - 1}"))
     if re.search(r"last block|最后一个\s*block", asks) and re.search(
-        r"work|active|useful|valid|real|有效|工作", asks
+        r"work|active|useful|valid|real|有效|工作|活跃", asks
     ):
         last = n - (blocks - 1) * b
         out.append(Result((last,), f"{n:g} - ({blocks} - 1) x {b:g} = {last:g}"))
