@@ -105,13 +105,24 @@ def main() -> int:
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1), encoding="utf-8")
     tmp.replace(out)
-    d, o = result["default"], result["oracle"]
-    print(f"`{result['command']}` on {result['machine']['cores']} cores\n")
-    print("| set | questions | candidate sentences | default course / CJK | oracle course / CJK |")
-    print("|---|---|---|---|---|")
-    print(f"| {args.testset} | {len(rows)} | {result['candidates_per_question']} | "
-          f"{d['course']} / {d['cjk_rouge_l']} | {o['course']} / {o['cjk_rouge_l']} |")  # fmt: skip
+    print(markdown(result))
     return 0
+
+
+def markdown(result: dict) -> str:
+    """The run as the README's table: the command and machine, then one row for the set."""
+    cells = [
+        result["testset"],
+        result["questions"],
+        result["candidates_per_question"],
+        *(f"{result[k]['course']} / {result[k]['cjk_rouge_l']}" for k in ("default", "oracle")),
+    ]
+    return "\n".join([
+        f"`{result['command']}` on {result['machine']['cores']} cores\n",
+        "| set | questions | candidate sentences | default course / CJK | oracle course / CJK |",
+        "|---|---|---|---|---|",
+        "| " + " | ".join(str(c) for c in cells) + " |",
+    ])  # fmt: skip
 
 
 if __name__ == "__main__":
