@@ -499,3 +499,48 @@ def test_solvers_read_the_team_chinese_phrasings(question: str, expected: float)
     assert any(r.values[0] == pytest.approx(expected, rel=1e-3) for r in results), worked_text(
         results
     )
+
+
+@pytest.mark.parametrize(
+    ("question", "values", "language", "clause"),
+    [
+        (
+            "网格跨步循环以 4 个线程块、每块 256 个线程启动，n = 3000。0 号线程处理哪些元素？",
+            (0, 1024, 2048),
+            "zh",
+            "跨步 4 x 256 = 1024: 处理元素 0, 1024, 2048",
+        ),
+        (
+            "`vecAddGridStride` is launched with 4 blocks of 256 threads for n = 3000. Which "
+            "elements does the thread with global index 1000 handle?",
+            (1000, 2024),
+            "en",
+            "stride 4 x 256 = 1024: handles 1000, 2024",
+        ),
+        (
+            "把线程块数写成 `n / threadsPerBlock`，在 n = 3000、threadsPerBlock = 256 时，有多少个元素"
+            "没有被计算？",
+            (184,),
+            "zh",
+            "3000 - floor(3000 / 256) x 256 = 184 个元素没有被计算",
+        ),
+        (
+            "A block is launched with 100 threads. How many warps does it occupy, and how many "
+            "thread slots are wasted?",
+            (4, 28),
+            "en",
+            "ceil(100 / 32) = 4; 4 x 32 - 100 = 28 idle lanes",
+        ),
+    ],
+)
+def test_grid_stride_truncated_launch_and_partial_warps(
+    question: str, values: tuple[float, ...], language: str, clause: str
+) -> None:
+    results = solve(question)
+    assert [v for r in results for v in r.values] == list(values)
+    assert worked_text(results, language=language) == clause
+
+
+def test_a_rounded_up_block_count_leaves_nothing_uncomputed() -> None:
+    question = "A launch uses `(n + threadsPerBlock - 1) / threadsPerBlock` blocks with n = 5000 and threadsPerBlock = 512. How many elements are left unprocessed?"
+    assert not any("never computed" in r.work for r in solve(question))

@@ -57,8 +57,10 @@ from pmpprag.rag.calc._threads import (
     global_index,
     grid_2d,
     grid_limits,
+    grid_stride,
     launch_shape,
     linear_index,
+    truncated_blocks,
     warp_lane,
     warps_per_block,
 )
@@ -92,6 +94,8 @@ SOLVERS: tuple[Callable[[Lowered], list[Result]], ...] = (
     grid_2d,
     warp_lane,
     warps_per_block,
+    grid_stride,  # before blocks_1d and global_index, which read its numbers otherwise
+    truncated_blocks,  # before blocks_1d, which would round the block count up
     grid_limits,  # before blocks_1d: "which grid dimension" questions state n and a block size
     blocks_1d,
     # Indices and counts that need their own words ("row-major", "global index", "scan").
@@ -119,6 +123,7 @@ SOLVERS: tuple[Callable[[Lowered], list[Result]], ...] = (
 # The English words of the solvers' worked clauses, for an answer in Chinese (longest first;
 # formulas, identifiers and units stay as they are).
 _ZH_WORDS: tuple[tuple[str, str], ...] = (
+    ("elements never computed", "个元素没有被计算"),
     ("processes with the data server", "个进程（含数据服务器）"),
     ("an interior process sends", "内部进程每步发送"),
     ("onesBefore (exclusive scan)", "onesBefore（排除扫描）"),
@@ -171,6 +176,9 @@ _ZH_WORDS: tuple[tuple[str, str], ...] = (
     ("threads compute", "个线程参与计算"),
     ("threads idle", "个线程闲置"),
     ("single floats in", "个单精度数位于"),
+    ("idle lanes", "个空闲通道"),
+    ("handles", "处理元素"),
+    ("stride", "跨步"),
     ("the warp runs max", "warp 的迭代次数取最大值 max"),
     ("threads per block", "个线程/block"),
     ("exponent field", "指数字段"),

@@ -144,11 +144,62 @@ def warps_per_block(q: Lowered) -> list[Result]:
     if dims:
         n = math.prod(float(d) for d in dims.groups() if d)
     else:
-        found = find_number(r"block\s*(?:has|of|with)\s*(\d+)\s*threads|(\d+)\s*个线程", q)
+        found = find_number(
+            r"block\s*(?:has|of|with|is launched with)\s*(\d+)\s*threads|(\d+)\s*个线程", q
+        )
         if not found:
             return []
         n = found
-    return [Result((math.ceil(n / 32),), f"ceil({n:g} / 32) = {math.ceil(n / 32)}")]
+    warps = math.ceil(n / 32)
+    out = [Result((warps,), f"ceil({n:g} / 32) = {warps}")]
+    if re.search(r"wasted|idle|unused|浪费|空闲|闲置", asks) and warps * 32 > n:
+        out.append(
+            Result((warps * 32 - n,), f"{warps} x 32 - {n:g} = {warps * 32 - n:g} idle lanes")
+        )
+    return out
+
+
+def truncated_blocks(q: Lowered) -> list[Result]:
+    """Blocks counted as n / threadsPerBlock (integer division, no rounding up) leave the last
+    n mod threadsPerBlock elements with no thread."""
+    if not re.search(r"\bn\s*/\s*(?:threadsperblock|blockdim\.x|\d+)(?!\s*[+.\d])", q):
+        return []
+    if re.search(r"\+\s*(?:threadsperblock|\d+)\s*-\s*1|\(n\s*\+", q):
+        return []  # rounded up: nothing left over
+    asks = asking_part(q)
+    if not re.search(
+        r"left|unprocessed|not (?:be )?(?:computed|processed)|skipped|没有被|未被|漏", asks
+    ):
+        return []
+    n = find_number(r"\bn\s*=\s*" + NUM, q)
+    b = find_number(r"threadsperblock\s*=\s*(\d+)", q) or find_number(BLOCK_SIZE, q)
+    if not n or not b:
+        return []
+    covered = (n // b) * b
+    return [
+        Result(
+            (n - covered,),
+            f"{n:g} - floor({n:g} / {b:g}) x {b:g} = {n - covered:g} elements never computed",
+        )
+    ]
+
+
+def grid_stride(q: Lowered) -> list[Result]:
+    """A grid-stride loop: thread i handles i, i + stride, ... below n, stride = blocks x threads."""
+    if not re.search(r"grid\s*[- ]?(?:跨步|stride)|gridstride", q):
+        return []
+    blocks = find_number(r"(\d+)\s*个?\s*blocks?(?!\s*(?:槽|slots?))", q)
+    b = find_number(BLOCK_SIZE, q)
+    n = find_number(r"\bn\s*=\s*" + NUM, q)
+    i = find_number(r"global index\s*(\d+)|全局索引为\s*(\d+)|(\d+)\s*号线程|thread\s*(\d+)\b", q)
+    if not blocks or not b or not n or i is None:
+        return []
+    stride = blocks * b
+    handled = [float(x) for x in range(int(i), int(n), int(stride))]
+    if not handled or len(handled) > 8:
+        return []
+    listed = ", ".join(f"{x:g}" for x in handled)
+    return [Result(tuple(handled), f"stride {blocks:g} x {b:g} = {stride:g}: handles {listed}")]
 
 
 def linear_index(q: Lowered) -> list[Result]:
