@@ -297,6 +297,108 @@ ZH_CASES += [
 ]
 
 
+# Misreads found by running the solvers over the team's own QA pairs and the dev sets (their
+# answers worked by hand), and course-style phrasings those pairs showed unread; the comment
+# says what each question gave before.
+ZH_CASES += [
+    (  # registers per thread as "每线程用 N 个寄存器" (8 blocks: the registers were not read)
+        "某 SM 有 65,536 个寄存器和 2048 个线程槽位。某 kernel 每线程用 40 个寄存器、每块 256 个"
+        "线程。能驻留几个线程块？",
+        [(6.0,), (75.0,)],
+    ),
+    (  # "blocks each need 5 KB", "each thread needs 40 registers" (16)
+        "A kernel's 128-thread blocks each need 5 KB of shared memory, and each thread needs "
+        "40 registers. The SM offers 64 KB of shared memory, 65,536 registers, 32 block slots "
+        "and 2048 thread slots. How many blocks are resident?",
+        [(12.0,), (75.0,)],
+    ),
+    (  # "each 256-thread block declares 12 KB" (8)
+        "If each 256-thread block declares 12 KB of shared memory and the SM has 64 KB in "
+        "total, how many blocks fit in its 2048 thread slots?",
+        [(5.0,), (62.5,)],
+    ),
+    (  # "supports at most 2048 resident threads" (not read)
+        "An SM has 65,536 registers and supports at most 2048 resident threads. A kernel uses "
+        "40 registers per thread and 256-thread blocks. How many blocks fit on the SM?",
+        [(6.0,), (75.0,)],
+    ),
+    ("HBM 堆叠内存有 5,120 位接口、每引脚 3.2 Gb/s，峰值带宽是多少？", [(2048.0,)]),  # 120 bits
+    (  # the layer as "第 2 层" (29: the plane was dropped)
+        "一个宽 8、高 6、深 4 的三维数组按行优先存放，第 2 层、第 3 行、第 5 列元素的线性下标是多少？",
+        [(125.0,)],
+    ),
+    (  # the share that computes, not the share idle (55.6)
+        "A halo-tiled convolution kernel uses IN_TILE_DIM = 12 and r = 2. What fraction of the "
+        "block's threads compute outputs?",
+        [(8.0,), (100 * 64 / 144,)],
+    ),
+    (  # how many threads compute: a count, not a share (76.6)
+        "带光环的分块卷积中 IN_TILE_DIM = 32、FILTER_RADIUS = 2，每个线程块中计算输出的线程有多少个？",
+        [(28.0,), (784.0,)],
+    ),
+    (  # "IN_TILE_DIM x IN_TILE_DIM = 32 x 32" and "the filter is 5 x 5"; idle as a count
+        "A tiled convolution kernel uses blocks of IN_TILE_DIM x IN_TILE_DIM = 32 x 32 threads "
+        "and the filter is 5 x 5. How many threads are idle during the compute phase?",
+        [(28.0,), (240.0,)],
+    ),
+    (  # the single long row, written as a word (nnz 4995: it was dropped)
+        "A 1000 x 1000 sparse matrix has 999 rows with 5 nonzeros each and one row with 200 "
+        "nonzeros. Compare the storage in words for COO, CSR, ELL and a hybrid ELL-COO format "
+        "with ELL width 5.",
+        [(3 * 5195.0,), (2 * 5195 + 1001.0,), (2 * 1000 * 200.0,), (2 * 1000 * 5 + 3 * 195.0,)],
+    ),
+    (
+        "稀疏矩阵有 999 行各有 5 个非零元，另有一行有 200 个非零元。分别计算 COO、CSR、ELL 以及宽度取 5 "
+        "的混合 ELL-COO 格式存储多少个字？",
+        [(3 * 5195.0,), (2 * 5195 + 1001.0,), (2 * 1000 * 200.0,), (2 * 1000 * 5 + 3 * 195.0,)],
+    ),
+    (  # the same row without its unit
+        "A 1000 x 1000 matrix has 999 rows with 5 nonzeros and one row with 200. Compare the "
+        "storage of ELL, CSR and COO in words.",
+        [(3 * 5195.0,), (2 * 5195 + 1001.0,), (2 * 1000 * 200.0,)],
+    ),
+    (  # a block covers its 2048-element segment (977 = ceil(N / 1024) blocks)
+        "A sum over N = 1,000,000 floats uses a reduction kernel with 1024 threads per block, "
+        "where each block reduces a 2048-element segment. How many blocks are launched, and how "
+        "many real elements does the last block hold?",
+        [(1_000_000 - 488 * 2048.0,), (489.0,)],
+    ),
+    (
+        "对 N = 1,000,000 个 float 求和，归约 kernel 每块 1024 个线程，每个线程块处理 2048 个元素。"
+        "需要启动多少个线程块？最后一个 block 有多少个有效元素？",
+        [(1_000_000 - 488 * 2048.0,), (489.0,)],
+    ),
+    ("计算：若 p = 0.9、S = 10，按阿姆达尔定律整体加速比约为多少？", [(1 / (0.1 + 0.09),)]),
+    (
+        "一个热点循环占程序总时间的 50%，被 GPU 加速 100 倍。整个应用大约快多少倍？",
+        [(1 / (0.5 + 0.005),)],
+    ),
+    (  # "80 秒在..." (a Chinese character after 秒 hid the time); "不计传输开销" adds nothing
+        "一个程序运行 100 秒，其中 80 秒在一个数据并行循环里，20 秒是顺序代码。GPU 核函数把该循环加速 40 倍，"
+        "不计传输开销，整体加速比是多少？",
+        [(100 / 22,)],
+    ),
+    (
+        "某应用原来在顺序 CPU 上运行 60 秒，移植到 GPU 后运行 4 秒（已包含所有开销），加速比是多少？",
+        [(15.0,)],
+    ),
+    (
+        "SM 有 2048 个线程槽和 32 个块槽，寄存器和共享内存充足，块大小为 768 时占用率是多少？",
+        [(75.0,), (2.0,)],
+    ),
+    (
+        "SM 有 65,536 个寄存器和 2048 个线程槽，kernel 使用 512 线程的块，每线程 33 个寄存器。"
+        "每个 SM 能驻留几个块？",
+        [(75.0,), (3.0,)],
+    ),
+    ("n = 513、每块 256 个线程时，最后一个线程块中有几个活跃线程？", [(1.0,)]),
+    (
+        "对 n = 500,000 个单精度浮点数做向量加法，主机与设备之间的互连上一共要传输多少字节？",
+        [(6_000_000.0,)],
+    ),
+]
+
+
 @pytest.mark.parametrize(("question", "expected"), ZH_CASES, ids=[c[0][:24] for c in ZH_CASES])
 def test_chinese_wording_and_new_solvers(question: str, expected: list[tuple[float, ...]]) -> None:
     results = solve(question)
@@ -328,100 +430,6 @@ def test_sparse_storage_counts_words_per_format() -> None:
         2 * rows * 3 + 3 * 4 * 47,
     ]
     assert "ELL: 2 x 2004 x 50 = 200400 words" in worked_text(results)
-
-
-@pytest.mark.parametrize(
-    "question",
-    [
-        "A 1000 x 1000 sparse matrix has 999 rows with 5 nonzeros each and one row with 200 "
-        "nonzeros. Compare the storage in words for COO, CSR, ELL and a hybrid ELL-COO format "
-        "with ELL width 5.",
-        "稀疏矩阵有 999 行各有 5 个非零元，另有一行有 200 个非零元。分别计算 COO、CSR、ELL 以及宽度取 5 "
-        "的混合 ELL-COO 格式存储多少个字？",
-    ],
-)
-def test_sparse_storage_counts_a_single_long_row(question: str) -> None:
-    # the one long row, written as a word, used to be dropped (nnz 4995 instead of 5195)
-    nnz = 999 * 5 + 200
-    assert [r.values[0] for r in solve(question)] == [
-        3 * nnz,
-        2 * nnz + 1000 + 1,
-        2 * 1000 * 200,
-        2 * 1000 * 5 + 3 * 195,
-    ]
-
-
-@pytest.mark.parametrize(
-    "question",
-    [
-        "A sum over N = 1,000,000 floats uses a reduction kernel with 1024 threads per block, "
-        "where each block reduces a 2048-element segment. How many blocks are launched, and how "
-        "many real elements does the last block hold?",
-        "对 N = 1,000,000 个 float 求和，归约 kernel 每块 1024 个线程，每个线程块处理 2048 个元素。"
-        "需要启动多少个线程块？最后一个 block 有多少个有效元素？",
-    ],
-)
-def test_blocks_follow_the_segment_a_block_covers(question: str) -> None:
-    # not ceil(N / 1024) = 977: a block covers its 2048-element segment
-    values = sorted(r.values[0] for r in solve(question))
-    assert values == [489, 1_000_000 - 488 * 2048]
-
-
-# Misreads found by running the solvers over the team's own QA pairs (their answers worked by
-# hand): each question below used to give the value in its comment.
-@pytest.mark.parametrize(
-    ("question", "expected"),
-    [
-        (  # registers per thread as "每线程用 N 个寄存器" (8 blocks: the registers were not read)
-            "某 SM 有 65,536 个寄存器和 2048 个线程槽位。某 kernel 每线程用 40 个寄存器、每块 256 个"
-            "线程。能驻留几个线程块？",
-            6,
-        ),
-        (  # "blocks each need 5 KB", "each thread needs 40 registers" (16)
-            "A kernel's 128-thread blocks each need 5 KB of shared memory, and each thread needs "
-            "40 registers. The SM offers 64 KB of shared memory, 65,536 registers, 32 block slots "
-            "and 2048 thread slots. How many blocks are resident?",
-            12,
-        ),
-        (  # "each 256-thread block declares 12 KB" (8)
-            "If each 256-thread block declares 12 KB of shared memory and the SM has 64 KB in "
-            "total, how many blocks fit in its 2048 thread slots?",
-            5,
-        ),
-        ("HBM 堆叠内存有 5,120 位接口、每引脚 3.2 Gb/s，峰值带宽是多少？", 2048),  # 48: "120" bits
-        (  # the layer as "第 2 层" (29: the plane was dropped)
-            "一个宽 8、高 6、深 4 的三维数组按行优先存放，第 2 层、第 3 行、第 5 列元素的线性下标是多少？",
-            125,
-        ),
-        (  # the share that computes, not the share idle (55.6)
-            "A halo-tiled convolution kernel uses IN_TILE_DIM = 12 and r = 2. What fraction of the "
-            "block's threads compute outputs?",
-            100 * 64 / 144,
-        ),
-        (  # how many threads compute: a count, not a share (76.6)
-            "带光环的分块卷积中 IN_TILE_DIM = 32、FILTER_RADIUS = 2，每个线程块中计算输出的线程有多少个？",
-            784,
-        ),
-        (  # "supports at most 2048 resident threads" (not read)
-            "An SM has 65,536 registers and supports at most 2048 resident threads. A kernel uses "
-            "40 registers per thread and 256-thread blocks. How many blocks fit on the SM?",
-            6,
-        ),
-        (  # "IN_TILE_DIM x IN_TILE_DIM = 32 x 32" and "the filter is 5 x 5"; idle as a count
-            "A tiled convolution kernel uses blocks of IN_TILE_DIM x IN_TILE_DIM = 32 x 32 threads "
-            "and the filter is 5 x 5. How many threads are idle during the compute phase?",
-            32 * 32 - 28 * 28,
-        ),
-        (  # the long row written without its unit (nnz 4995)
-            "A 1000 x 1000 matrix has 999 rows with 5 nonzeros and one row with 200. Compare the "
-            "storage of ELL, CSR and COO in words.",
-            3 * 5195,
-        ),
-    ],
-)
-def test_solvers_read_the_team_pairs_phrasings(question: str, expected: float) -> None:
-    results = solve(question)
-    assert any(r.values[0] == pytest.approx(expected) for r in results), worked_text(results)
 
 
 @pytest.mark.parametrize(
@@ -457,48 +465,6 @@ def test_bare_block_shape_triples_are_judged() -> None:
     )
     assert [r.values for r in results] == [(1.0,), (1.0,), (0.0,), (0.0,)]
     assert "dim3(1, 1, 128) = 128 threads, illegal: z = 128 > 64" in worked_text(results)
-
-
-# Chinese phrasings of the team's numeric pairs that no solver read before (their answers,
-# worked by hand, hold each value).
-@pytest.mark.parametrize(
-    ("question", "expected"),
-    [
-        ("计算：若 p = 0.9、S = 10，按阿姆达尔定律整体加速比约为多少？", 1 / (0.1 + 0.09)),
-        (
-            "一个热点循环占程序总时间的 50%，被 GPU 加速 100 倍。整个应用大约快多少倍？",
-            1 / (0.5 + 0.005),
-        ),
-        (  # "80 秒在..." (a Chinese character after 秒 hid the time); "不计传输开销" adds nothing
-            "一个程序运行 100 秒，其中 80 秒在一个数据并行循环里，20 秒是顺序代码。GPU 核函数把该循环加速 40 倍，"
-            "不计传输开销，整体加速比是多少？",
-            100 / 22,
-        ),
-        (
-            "某应用原来在顺序 CPU 上运行 60 秒，移植到 GPU 后运行 4 秒（已包含所有开销），加速比是多少？",
-            15,
-        ),
-        (
-            "SM 有 2048 个线程槽和 32 个块槽，寄存器和共享内存充足，块大小为 768 时占用率是多少？",
-            75,
-        ),
-        ("n = 513、每块 256 个线程时，最后一个线程块中有几个活跃线程？", 1),
-        (
-            "对 n = 500,000 个单精度浮点数做向量加法，主机与设备之间的互连上一共要传输多少字节？",
-            6_000_000,
-        ),
-        (
-            "SM 有 65,536 个寄存器和 2048 个线程槽，kernel 使用 512 线程的块，每线程 33 个寄存器。"
-            "每个 SM 能驻留几个块？",
-            3,
-        ),
-    ],
-)
-def test_solvers_read_the_team_chinese_phrasings(question: str, expected: float) -> None:
-    results = solve(question)
-    assert any(r.values[0] == pytest.approx(expected, rel=1e-3) for r in results), worked_text(
-        results
-    )
 
 
 @pytest.mark.parametrize(

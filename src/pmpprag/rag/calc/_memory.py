@@ -145,11 +145,10 @@ def vector_add_bytes(q: Lowered) -> list[Result]:
 
 def bandwidth(q: Lowered) -> list[Result]:
     """Peak DRAM bandwidth = bus width (bits) x per-pin data rate / 8."""
-    width = r"(\d{1,3}(?:,\d{3})+|\d+)"  # "5,120-bit": the whole number, not its last 120
-    bits = find_number(
-        width + r"-bit\s*(?:memory\s*)?(?:interface|bus)"
-        r"|(?:接口|总线)(?:位?宽|宽度)?(?:为|是)?\s*" + width + r"\s*(?:位|bit)"
-        r"|" + width + r"\s*(?:位|bit)\s*(?:宽)?的?\s*(?:内存|显存)?(?:接口|总线)",
+    bits = find_number(  # NUM: "5,120-bit" is the whole number, not its last 120
+        NUM + r"-bit\s*(?:memory\s*)?(?:interface|bus)"
+        r"|(?:接口|总线)(?:位?宽|宽度)?(?:为|是)?\s*" + NUM + r"\s*(?:位|bit)"
+        r"|" + NUM + r"\s*(?:位|bit)\s*(?:宽)?的?\s*(?:内存|显存)?(?:接口|总线)",
         q,
     )
     rate = re.search(r"(\d+(?:\.\d+)?)\s*(gb/s|gbps|gt/s|mt/s)", q)

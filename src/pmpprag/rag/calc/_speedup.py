@@ -7,6 +7,10 @@ import re
 
 from pmpprag.rag.calc._common import FACTOR, PCT, Lowered, Result, asking_part, number
 
+# A measured time and its unit; the lookahead is ASCII, as a Chinese character may follow the
+# unit ("80 秒在一个数据并行循环里").
+_TIME = r"(\d+(?:\.\d+)?)\s*(s|seconds|秒|ms|毫秒)(?![A-Za-z0-9_/])"
+
 
 def amdahl(q: Lowered) -> list[Result]:
     """Overall speedup when a fraction p of the time runs s times faster: 1 / ((1 - p) + p / s)."""
@@ -57,7 +61,7 @@ def amdahl_times(q: Lowered) -> list[Result]:
         return []
     total = parallel = 0.0
     extra = []
-    for m in re.finditer(r"(\d+(?:\.\d+)?)\s*(?:s|seconds|秒)(?![A-Za-z0-9_/])", q):
+    for m in re.finditer(_TIME, q):
         t, before, after = (
             float(m.group(1)),
             q[max(0, m.start() - 30) : m.start()],
@@ -90,7 +94,7 @@ def amdahl_times(q: Lowered) -> list[Result]:
 def speedup_times(q: Lowered) -> list[Result]:
     """Speedup from two measured times, before and after: T_old / T_new ("originally 60 s on
     the CPU, 4 s on the GPU")."""
-    times = list(re.finditer(r"(\d+(?:\.\d+)?)\s*(s|seconds|秒|ms|毫秒)(?![A-Za-z0-9_/])", q))
+    times = list(re.finditer(_TIME, q))
     if len(times) != 2 or times[0].group(2) != times[1].group(2):
         return []
     if not re.search(

@@ -162,10 +162,9 @@ def warps_per_block(q: Lowered) -> list[Result]:
 def truncated_blocks(q: Lowered) -> list[Result]:
     """Blocks counted as n / threadsPerBlock (integer division, no rounding up) leave the last
     n mod threadsPerBlock elements with no thread."""
+    # "n / 256" itself, not "(n + 255) / 256", which rounds up and leaves nothing over
     if not re.search(r"\bn\s*/\s*(?:threadsperblock|blockdim\.x|\d+)(?!\s*[+.\d])", q):
         return []
-    if re.search(r"\+\s*(?:threadsperblock|\d+)\s*-\s*1|\(n\s*\+", q):
-        return []  # rounded up: nothing left over
     asks = asking_part(q)
     if not re.search(
         r"left|unprocessed|not (?:be )?(?:computed|processed)|skipped|没有被|未被|漏", asks
