@@ -415,6 +415,11 @@ def test_worked_text_in_chinese_keeps_formulas_and_translates_words() -> None:
     legal = worked_text(solve("dim3(64, 32, 1) 是合法的线程块吗？"), language="zh")
     assert legal == "dim3(64, 32, 1) = 2048 个线程, 不合法: 2048 > 1024 个线程"
     assert "illegal" in worked_text(solve("Is dim3(64, 32, 1) a legal block?"))
+    # the longest phrase first, whatever its place in the table ("every 线程 次启动" before)
+    launches = solve(
+        "parent<<<10, 32>>> has each thread launch child<<<1, 32>>>(). How many child grids?"
+    )
+    assert worked_text(launches, language="zh") == "每个线程都启动子网格: 10 x 32 = 320"
 
 
 def test_sparse_storage_counts_words_per_format() -> None:

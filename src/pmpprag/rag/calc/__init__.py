@@ -120,10 +120,10 @@ SOLVERS: tuple[Callable[[Lowered], list[Result]], ...] = (
 )
 
 
-# The English words of the solvers' worked clauses, for an answer in Chinese (longest first;
-# formulas, identifiers and units stay as they are).
+# The English words of the solvers' worked clauses, for an answer in Chinese (formulas,
+# identifiers and units stay as they are). worked_text replaces the longest phrases first, so
+# "elements never computed" is one phrase, not "elements" and two English words.
 _ZH_WORDS: tuple[tuple[str, str], ...] = (
-    ("elements never computed", "个元素没有被计算"),
     ("processes with the data server", "个进程（含数据服务器）"),
     ("an interior process sends", "内部进程每步发送"),
     ("onesBefore (exclusive scan)", "onesBefore（排除扫描）"),
@@ -172,6 +172,7 @@ _ZH_WORDS: tuple[tuple[str, str], ...] = (
     ("every thread launches", "每个线程都启动子网格"),
     ("all in the last block", "全部位于最后一个 block"),
     ("of the threads idle", "的线程闲置"),
+    ("elements never computed", "个元素没有被计算"),
     ("of the threads compute", "的线程参与计算"),
     ("threads compute", "个线程参与计算"),
     ("threads idle", "个线程闲置"),
@@ -210,7 +211,7 @@ def worked_text(results: list[Result], limit: int = 4, language: str = "en") -> 
             works = [w for w in works if w not in result.work] + [result.work]
     text = "; ".join(works)
     if language == "zh":
-        for english, chinese in _ZH_WORDS:
+        for english, chinese in sorted(_ZH_WORDS, key=lambda pair: -len(pair[0])):
             text = re.sub(rf"(?<![\w.]){re.escape(english)}(?![\w(])", chinese, text)
         text = text.replace("; ", "；")
     return text
