@@ -157,3 +157,57 @@ def test_other_backends_refuse_a_trimmed_model(trimmed_folders: Any) -> None:
     _, small_dir, _ = trimmed_folders
     with pytest.raises(ValueError, match="trimmed vocabulary"):
         load_generator(GeneratorConfig(backend="ctranslate2", model=str(small_dir)))
+
+
+def test_trim_texts_hold_every_word_the_served_prompt_adds() -> None:
+    """The served prompt's own words (the user turn's frame, passage headers, instructions,
+    calculator hint, MCQ options) are among the texts a trimmed vocabulary keeps: a frame token
+    left out is spelled in pieces, and the tuned model then reads a prompt it was not tuned on.
+    Words, not tokens (the real tokenizer is not installed here): every Latin or CJK run of the
+    prompt, less the passages' and the question's own text, occurs in the trim texts."""
+    import re
+
+    from pmpprag.rag.mcq import _messages
+    from pmpprag.rag.pipeline import Assistant, RagConfig
+    from pmpprag.rag.prompts import trim_texts
+    from pmpprag.schema import Chunk, Hit
+
+    questions = ("什么是共享内存？", "What is a warp?", "一个 block 有 256 个线程，共多少个 warp？")
+    known = "\n".join(trim_texts(questions))
+    assert "。[1]" in known  # one token: how the tuned model cites after a Chinese sentence
+    own = ["PASSAGEONE", "PASSAGETWO", "KERNELTITLE", "卷积标题"]
+
+    def hit(rank: int, lang: str, text: str, title: str, page: str | None) -> Hit:
+        chunk = Chunk(chunk_id=f"c07.2-{rank}", text=text, chapter=7, chapter_title="t",
+                      section="7.2", section_title=title, kind="text", n_tokens=5, source="x",
+                      page_label=page, lang=lang)  # fmt: skip
+        return Hit(chunk=chunk, score=1.0, rank=rank)
+
+    hits = [hit(1, "zh", own[0], own[3], None), hit(2, "en", own[1], own[2], "88")]
+    assistant = Assistant(RagConfig(rag=False), None)
+    for question in questions:
+        messages, given = assistant.prompt(question, hits)
+        assert len(given) == 2
+        messages += _messages("", "[1] (x)\nPASSAGEONE", question, ["PASSAGEONE", "PASSAGETWO"])
+        for message in messages:
+            text = message["content"].replace(question, " ")
+            for word in own:
+                text = text.replace(word, " ")
+            for word in re.findall(r"[A-Za-z]+|[\u4e00-\u9fff]+", text):
+                assert word in known, f"{word!r} of the served prompt is not in the trim texts"
+
+
+def test_trim_reads_json_lines_as_strings(tmp_path: Path) -> None:
+    from pmpprag.cli import trim_file_texts
+    from pmpprag.errors import PmppragError
+
+    good = tmp_path / "qa.jsonl"
+    good.write_text('{"q": "共享内存\\n• tile", "tags": ["warp"], "n": 3}\n\n', encoding="utf-8")
+    assert trim_file_texts(good) == ["共享内存\n• tile", "warp"]  # a newline, not "\\n"
+    notes = tmp_path / "notes.md"
+    notes.write_text("# 共享内存\n", encoding="utf-8")
+    assert trim_file_texts(notes) == ["# 共享内存\n"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"q": "a"}\n{"q": \n', encoding="utf-8")
+    with pytest.raises(PmppragError, match=r"bad\.jsonl:2: not JSON"):
+        trim_file_texts(bad)

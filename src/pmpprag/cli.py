@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from pmpprag import models
@@ -37,13 +39,49 @@ def _models_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-# What a trimmed vocabulary keeps: the tokens of the notes, the QA data and the prompts.
-TRIM_TEXTS = ["data/corpus/*.md", "data/corpus_zh/*.md", "data/qa/**/*.jsonl"]
+# What a trimmed vocabulary keeps: the tokens of the notes, the QA data, the chunks the
+# retriever serves (the companion index's, re-read from its PDF) and the prompts' frame
+# (rag/prompts.py: trim_texts).
+TRIM_TEXTS = [
+    "data/corpus/*.md",
+    "data/corpus_zh/*.md",
+    "data/qa/**/*.jsonl",
+    "index/*/chunks.jsonl",
+]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def trim_file_texts(path: Path) -> list[str]:
+    """A file's texts as a model reads them: a JSON Lines file's string values (not their
+    escaped form: "\\n" is not a newline), any other file whole."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix != ".jsonl":
+        return [text]
+    out: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out += _strings(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise PmppragError(
+                f"{path}:{number}: not JSON ({err.msg}); fix or remove the line"
+            ) from err
+    return out
 
 
 def _models_trim(args: argparse.Namespace) -> int:
     import glob
-    from pathlib import Path
 
     from pmpprag.generation.vocab import write_trimmed
     from pmpprag.rag import prompts
@@ -53,9 +91,13 @@ def _models_trim(args: argparse.Namespace) -> int:
         raise PmppragError(
             f"no files match {args.texts}: run from the project root or pass --texts"
         )
-    texts = [Path(f).read_text(encoding="utf-8") for f in files]
-    texts += [str(v) for table in vars(prompts).values() if isinstance(table, dict)
-              for v in table.values()]  # fmt: skip
+    if not any(f.endswith("chunks.jsonl") for f in files):
+        logger.warning("no index chunks among the texts: build the index first (make demo), or "
+                       "passages the retriever serves may be spelled in pieces")  # fmt: skip
+    texts = [t for f in files for t in trim_file_texts(Path(f))]
+    # the prompt's frame as it is served, with the calculator's hints to every short text
+    # (the QA questions among them)
+    texts += prompts.trim_texts(t for t in texts if len(t) <= 600)
     out = Path(args.out) if args.out else models.cache_dir() / f"{args.name}-trimmed"
     vmap = write_trimmed(args.name, out, texts)
     print(f"kept {len(vmap):,} tokens (from {len(files)} files) -> {out}")

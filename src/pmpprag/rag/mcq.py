@@ -24,7 +24,7 @@ import numpy as np
 from pmpprag.generation import Generation, Generator, Messages, SamplingConfig
 from pmpprag.rag.calc import pick_option, solve
 from pmpprag.rag.extractive import select_sentences, support_scores
-from pmpprag.rag.prompts import LETTERS, MCQ_INSTRUCTIONS, format_choices, parse_letter
+from pmpprag.rag.prompts import LETTERS, format_choices, parse_letter, user_turn
 from pmpprag.schema import Hit
 
 __all__ = ["METHODS", "McqMethod", "McqResult", "answer_mcq"]
@@ -45,8 +45,7 @@ class McqResult:
 
 
 def _messages(system: str, context: str, question: str, choices: list[str]) -> Messages:
-    user = f"Passages:\n{context}\n\n" if context else ""
-    user += f"Question: {question}\n\nOptions:\n{format_choices(choices)}\n\n{MCQ_INSTRUCTIONS}"
+    user = user_turn(question, context, format_choices(choices))
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 

@@ -57,6 +57,7 @@ from pmpprag.rag.prompts import (
     build_context,
     cited_numbers,
     split_choices,
+    user_turn,
 )
 from pmpprag.schema import CITATION_MARKER, Answer, Citation, Hit
 from pmpprag.text import english_terms, has_cjk
@@ -395,7 +396,7 @@ class Assistant:
         language = self._language(question)
         if context is None:
             return [{"role": "user", "content": question}]
-        user = f"Passages:\n{context.text}\n\nQuestion: {question}"
+        user = user_turn(question, context.text)
         worked = solve(question) if self.cfg.calculator else []
         if worked:  # a tool result the model may use; it cannot do the arithmetic itself
             user += "\n\n" + CALCULATOR_HINT[language].format(

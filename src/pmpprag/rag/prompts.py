@@ -9,7 +9,7 @@ the question.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pmpprag.schema import CITATION_MARKER, Hit
@@ -24,6 +24,8 @@ __all__ = [
     "parse_letter",
     "provenance",
     "split_choices",
+    "trim_texts",
+    "user_turn",
 ]
 
 LETTERS = "ABCDEFGH"
@@ -57,6 +59,18 @@ KEY_CODE = {"en": "Key code: `{code}`", "zh": "关键代码：`{code}`。"}
 # Before the quoted sentences when the worked-formula calculator read the question.
 WORKED_LEAD = {"en": "Worked: {work}. ", "zh": "计算：{work}。"}
 # After the question in abstractive prompts when the calculator read it.
+# The user turn: passages, question, and for MCQ the options (its instruction follows them).
+USER_TURN = {
+    "passages": "Passages:\n{passages}\n\n",
+    "question": "Question: {question}",
+    "options": "\n\nOptions:\n{options}\n\n",
+}
+# A passage's header in the numbered context: "[n] (provenance)".
+PROVENANCE = {
+    "zh": "第 {chapter} 章 {section} {title}（中文笔记）{page}",
+    "en": "Chapter {chapter}, {section} {title}{page}",
+    "page": ", p. {label}",
+}
 CALCULATOR_HINT = {
     "en": "Calculator (applies the textbook formula to the question's numbers): {work}",
     "zh": "计算器（按教材公式代入题中数字）：{work}",
@@ -65,10 +79,61 @@ CALCULATOR_HINT = {
 
 def provenance(hit: Hit) -> str:
     c = hit.chunk
-    page = f", p. {c.page_label}" if c.page_label else ""
-    if c.lang == "zh":  # the Chinese notes are cited by section
-        return f"第 {c.chapter} 章 {c.section} {c.section_title}（中文笔记）{page}"
-    return f"Chapter {c.chapter}, {c.section} {c.section_title}{page}"
+    page = PROVENANCE["page"].format(label=c.page_label) if c.page_label else ""
+    # the Chinese notes are cited by section
+    form = PROVENANCE["zh"] if c.lang == "zh" else PROVENANCE["en"]
+    return form.format(chapter=c.chapter, section=c.section, title=c.section_title, page=page)
+
+
+def user_turn(question: str, passages: str = "", options: str = "") -> str:
+    """The user message: the numbered passages (if any), the question, and for MCQ the lettered
+    options followed by the MCQ instruction."""
+    text = USER_TURN["passages"].format(passages=passages) if passages else ""
+    text += USER_TURN["question"].format(question=question)
+    if options:
+        text += USER_TURN["options"].format(options=options) + MCQ_INSTRUCTIONS
+    return text
+
+
+def trim_texts(questions: Iterable[str] = ()) -> list[str]:
+    """The prompts' own words as the model reads them, for a trimmed vocabulary
+    (generation/vocab.py) to keep: every table of this module, user turns rendered around
+    sample passages and questions in both languages, and the calculator's hint in both
+    languages for each of ``questions`` that it reads. A frame token the trimmed vocabulary
+    lacks is spelled in pieces, so the served prompt would differ from the one the model was
+    tuned on (measured: "Passages", "Question" and "。[" were dropped, and the tuned gemma
+    answered differently)."""
+    from pmpprag.rag.calc import solve, worked_text
+
+    texts = [str(v) for table in (ANSWER_INSTRUCTIONS, CONCISE, NOT_COVERED, KEY_CODE, WORKED_LEAD,
+                                  CALCULATOR_HINT, USER_TURN, PROVENANCE) for v in table.values()]  # fmt: skip
+    texts.append(MCQ_INSTRUCTIONS)
+    samples = {
+        "zh": ("共享内存是每个块私有的片上存储。", "什么是共享内存？", "线程块", "2.4 主机与设备"),
+        "en": ("Shared memory is on-chip storage private to a block.", "What is shared memory?",
+               "Thread blocks", "2.4 Host and device"),
+    }  # fmt: skip
+    for lang, (sentence, question, title, section) in samples.items():
+        for n in range(1, 10):
+            header = PROVENANCE[lang].format(
+                chapter=n, section=section.split()[0], title=title,
+                page=PROVENANCE["page"].format(label=100 + n) if n % 2 else "",
+            )  # fmt: skip
+            passages = f"[{n}] ({header})\n{sentence}\n\n[{n + 1}] ({header})\n{sentence}"
+            texts.append(user_turn(question, passages))
+            texts.append(user_turn(question, passages, format_choices([sentence, title])))
+            hint = CALCULATOR_HINT[lang].format(work=f"{n} x 32 = {n * 32}")
+            texts.append(user_turn(question, passages) + "\n\n" + hint)
+            # a tuned answer's citations: "。[1]" is one token, the one it ends most Chinese
+            # answers with (dropped, the trimmed gemma could never cite and ran on instead)
+            texts.append(
+                f"{sentence}[{n}] {sentence[:-1]} [{n}].{sentence}（[{n}]）{sentence}[{n}][{n + 1}]"
+            )
+    for question in questions:
+        if worked := solve(question):
+            texts += [CALCULATOR_HINT[lang].format(work=worked_text(worked, language=lang))
+                      for lang in ("en", "zh")]  # fmt: skip
+    return texts
 
 
 def _trim(text: str, budget: int, count: Callable[[str], int]) -> str:
