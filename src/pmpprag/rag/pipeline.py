@@ -356,9 +356,10 @@ class Assistant:
 
     def _declined(self, text: str) -> bool:
         """Auto mode: the model opened with the not-covered sentence although retrieval found
-        passages above ``min_confidence``. The tuned gemma adapter does this for most Chinese
-        questions (71 of the Chinese dev set's 100 after DPO, 32 after SFT), and the retrieval
-        gate, measured on held-out questions, is the better judge of coverage."""
+        passages above ``min_confidence``. The first gemma adapter did this for most Chinese
+        questions (71 of the Chinese dev set's 100 after DPO, 32 after SFT; the second, whose DPO
+        data rejects needless refusals, for none), and the retrieval gate, measured on held-out
+        questions, is the better judge of coverage."""
         return (
             self.cfg.mode == "auto"
             and self.retriever is not None
