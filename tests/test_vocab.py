@@ -211,3 +211,22 @@ def test_trim_reads_json_lines_as_strings(tmp_path: Path) -> None:
     bad.write_text('{"q": "a"}\n{"q": \n', encoding="utf-8")
     with pytest.raises(PmppragError, match=r"bad\.jsonl:2: not JSON"):
         trim_file_texts(bad)
+
+
+def test_a_trimmed_vocabulary_without_the_served_frame_is_reported(caplog: Any) -> None:
+    import logging
+    from types import SimpleNamespace
+
+    from pmpprag.rag.pipeline import _check_trimmed
+    from pmpprag.rag.prompts import trim_texts
+
+    tok = make_tokenizer()
+    stale = build_vocab_map(tok, TEXTS)  # built before the frame was among the trim texts
+    assert "▁block" in stale.missing(tok, ["shared block"])  # "a block" is in the frame's samples
+    assert stale.missing(tok, TEXTS) == []
+    fresh = build_vocab_map(tok, TEXTS + trim_texts())
+    for vmap, warned in ((stale, True), (fresh, False)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            _check_trimmed(SimpleNamespace(vocab=vmap, tokenizer=tok), "gemma-trimmed")  # type: ignore[arg-type]
+        assert ("rebuild it with `pmpprag models trim`" in caplog.text) is warned

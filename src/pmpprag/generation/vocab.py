@@ -91,6 +91,15 @@ class VocabMap:
                 start += 1
         return out
 
+    def missing(self, tokenizer: Any, texts: Iterable[str]) -> list[str]:
+        """The tokens of ``texts`` this map dropped (pieces, each once, in order of first use)."""
+        out: dict[str, None] = {}
+        for text in texts:
+            for old in tokenizer(text, add_special_tokens=False)["input_ids"]:
+                if old not in self._new:
+                    out[str(tokenizer.convert_ids_to_tokens(int(old)))] = None
+        return list(out)
+
     def to_old(self, ids: Iterable[int]) -> list[int]:
         return [self.keep[i] for i in ids]
 

@@ -57,6 +57,7 @@ from pmpprag.rag.prompts import (
     build_context,
     cited_numbers,
     split_choices,
+    trim_texts,
     user_turn,
 )
 from pmpprag.schema import CITATION_MARKER, Answer, Citation, Hit
@@ -148,7 +149,22 @@ class _LazyGenerator:
         with self._lock:
             if self._generator is None:
                 self._generator = load_generator(self.cfg)
+                _check_trimmed(self._generator, self.cfg.model)
             return self._generator
+
+
+def _check_trimmed(generator: Generator, name: str) -> None:
+    """Warn when a trimmed vocabulary lacks tokens of the served prompt's frame (one built
+    before :func:`trim_texts` rendered it): the model would read, and cite, unlike in training."""
+    vocab, tokenizer = getattr(generator, "vocab", None), getattr(generator, "tokenizer", None)
+    if vocab is None or tokenizer is None:
+        return
+    missing = vocab.missing(tokenizer, trim_texts())
+    if missing:
+        logger.warning(
+            "%s: its trimmed vocabulary lacks %d tokens of the served prompt (%s): rebuild it "
+            "with `pmpprag models trim`", name, len(missing), ", ".join(map(repr, missing[:5])),
+        )  # fmt: skip
 
 
 class Assistant:
