@@ -58,7 +58,6 @@ NOT_COVERED = {
 KEY_CODE = {"en": "Key code: `{code}`", "zh": "关键代码：`{code}`。"}
 # Before the quoted sentences when the worked-formula calculator read the question.
 WORKED_LEAD = {"en": "Worked: {work}. ", "zh": "计算：{work}。"}
-# After the question in abstractive prompts when the calculator read it.
 # The user turn: passages, question, and for MCQ the options (its instruction follows them).
 USER_TURN = {
     "passages": "Passages:\n{passages}\n\n",
@@ -71,6 +70,7 @@ PROVENANCE = {
     "en": "Chapter {chapter}, {section} {title}{page}",
     "page": ", p. {label}",
 }
+# After the question in abstractive prompts when the calculator read it.
 CALCULATOR_HINT = {
     "en": "Calculator (applies the textbook formula to the question's numbers): {work}",
     "zh": "计算器（按教材公式代入题中数字）：{work}",
