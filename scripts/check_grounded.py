@@ -26,11 +26,14 @@ ID = re.compile(r"^gr-ch(\d\d)-(en|zh)-\d{3}$")
 SECTION = re.compile(r"^## (\d+\.\d+)\b", re.MULTILINE)
 FORBIDDEN = re.compile(
     r"根据(?:笔记|教材|上文|本节|资料)|笔记中|教材中|according to the (?:notes|book|passage)"
-    r"|in the notes|\[\d+\]|\[G\]",
+    r"|in the notes|(?<![\w\]\)])\[\d+\]|\[G\]",  # a marker, not an index `a[1]`
     re.IGNORECASE,
 )
 HANZI = re.compile(r"[\u4e00-\u9fff]")
 DUPLICATE_JACCARD = 0.6
+# Chinese answers run 300-450 characters, as course-style answers do (the tuned model wrote what it
+# was trained on: ~115-character answers reached half the recall of the extractive ones)
+MAX_HANZI = 380
 
 
 def _sections(chapter: int) -> tuple[set[str], str]:
@@ -101,8 +104,8 @@ def check_file(path: Path) -> list[str]:
             problems.append(f"{where}: a Chinese pair's rejected answer must be Chinese")
         if pair.lang == "zh":
             hanzi = len(HANZI.findall(pair.answer))
-            if not 25 <= hanzi <= 320:
-                problems.append(f"{where}: Chinese answer has {hanzi} hanzi (want 25-320)")
+            if not 25 <= hanzi <= MAX_HANZI:
+                problems.append(f"{where}: Chinese answer has {hanzi} hanzi (want 25-{MAX_HANZI})")
         else:
             words = len(pair.answer.split())
             if not 12 <= words <= 140:
