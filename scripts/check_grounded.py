@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from pmpprag.qagen.filters import check_pair
-from pmpprag.schema import QAPair
+from pmpprag.schema import CITATION_MARKER, QAPair
 from pmpprag.text import char_ngrams, has_cjk, normalise
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +26,7 @@ ID = re.compile(r"^gr-ch(\d\d)-(en|zh)-\d{3}$")
 SECTION = re.compile(r"^## (\d+\.\d+)\b", re.MULTILINE)
 FORBIDDEN = re.compile(
     r"根据(?:笔记|教材|上文|本节|资料)|笔记中|教材中|according to the (?:notes|book|passage)"
-    r"|in the notes|(?<![\w\]\)])\[\d+\]|\[G\]",  # a marker, not an index `a[1]`
+    r"|in the notes|\[G\]",
     re.IGNORECASE,
 )
 HANZI = re.compile(r"[\u4e00-\u9fff]")
@@ -96,7 +96,9 @@ def check_file(path: Path) -> list[str]:
         sections, notes = _sections(pair.chapter)
         if pair.section not in sections:
             problems.append(f"{where}: section {pair.section!r} is not a '## N.M' of both notes")
-        if FORBIDDEN.search(pair.question + pair.answer + (pair.rejected or "")):
+        texts = pair.question + pair.answer + (pair.rejected or "")
+        # a citation marker as the citation parser reads one (`P[2]` is an index, not a marker)
+        if FORBIDDEN.search(texts) or CITATION_MARKER.search(texts):
             problems.append(f"{where}: refers to the notes or carries a citation marker")
         if not pair.rejected or normalise(pair.rejected) == normalise(pair.answer):
             problems.append(f"{where}: needs a plausible wrong 'rejected' answer")

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = ROOT / "scripts" / "check_grounded.py"
 
@@ -16,6 +18,7 @@ def _check(*files: Path) -> subprocess.CompletedProcess[str]:
                           text=True, cwd=ROOT)  # fmt: skip
 
 
+@pytest.mark.slow  # every pair against every other team question: ~40 s on 2 cores
 def test_committed_grounded_pairs_pass() -> None:
     result = _check(*sorted((ROOT / "data" / "qa" / "grounded").glob("ch*.jsonl")))
     assert result.returncode == 0, result.stdout[-2000:]

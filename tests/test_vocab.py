@@ -209,7 +209,7 @@ def test_trim_reads_json_lines_as_strings(tmp_path: Path) -> None:
     assert trim_file_texts(notes) == ["# 共享内存\n"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"q": "a"}\n{"q": \n', encoding="utf-8")
-    with pytest.raises(PmppragError, match=r"bad\.jsonl:2: not JSON"):
+    with pytest.raises(PmppragError, match=r"bad\.jsonl:2: not a valid JsonLine record"):
         trim_file_texts(bad)
 
 

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import RootModel
+
 from pmpprag import models
 from pmpprag.config import ConfigError, describe, load_config, parse_overrides
 from pmpprag.errors import PmppragError, missing_extra
+from pmpprag.schema import read_jsonl
 
 logger = logging.getLogger("pmpprag")
 
@@ -61,23 +63,17 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(v)
 
 
+class JsonLine(RootModel[Any]):
+    """Any JSON value: one line of a JSON Lines file read for its texts."""
+
+
 def trim_file_texts(path: Path) -> list[str]:
     """A file's texts as a model reads them: a JSON Lines file's string values (not their
-    escaped form: "\\n" is not a newline), any other file whole."""
-    text = path.read_text(encoding="utf-8")
+    escaped form: "\\n" is not a newline; a bad line is named by ``read_jsonl``), any other
+    file whole."""
     if path.suffix != ".jsonl":
-        return [text]
-    out: list[str] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out += _strings(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise PmppragError(
-                f"{path}:{number}: not JSON ({err.msg}); fix or remove the line"
-            ) from err
-    return out
+        return [path.read_text(encoding="utf-8")]
+    return [text for line in read_jsonl(path, JsonLine) for text in _strings(line.root)]
 
 
 def _models_trim(args: argparse.Namespace) -> int:
