@@ -21,6 +21,11 @@
 #        python3 -m pmpprag.cli eval run --testset data/dev/open_zh_dev.jsonl
 #          --config configs/rag/gemma.yaml --generator.model out/train/gemma-sft-full/merged
 #          --generator.adapter "" --generator.device cuda --generator.dtype bfloat16 --out $OUT/dev)
+# On-policy DPO (src/pmpprag/train/onpolicy.py; the staged data carries pmpp_raft_dpo.json):
+#        bash scripts/train_on_gpu.sh onpolicy --data /root/staged/pmpp_raft_dpo.json \
+#          --out out/onpolicy --generator.device cuda --generator.dtype bfloat16 --batch_size 128
+#        (resumable: again on the same warm machine continues), then
+#        bash scripts/train_on_gpu.sh train gemma-dpo-onpolicy
 # with configs/train/NAME.yaml and any overrides after NAME (--epochs 4 --out out/train/x); the
 # adapter, metrics and loss history go to $OUT/<the run folder's name>. A run cut short resumes
 # from its last checkpoint when started again on the same (warm) machine.
@@ -66,6 +71,18 @@ for name in [os.environ["NAME"]]:
         print("full fine-tuning: the model is", result.merged, "on this machine")
     for f in ("metrics.json", "log_history.json", "config.yaml"):
         shutil.copy(Path(cfg.out) / f, dest / f)
+PY
+    ;;
+  onpolicy)  # the model's answers to a DPO file's prompts, and the pairs built from them
+    python3 - "${@:2}" <<'PY'
+import logging, shutil, sys, os
+from pathlib import Path
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+from pmpprag.config import load_config, parse_overrides
+from pmpprag.train.onpolicy import OnPolicyConfig, run
+cfg = load_config(OnPolicyConfig, None, parse_overrides(sys.argv[1:]))
+result = run(cfg)
+shutil.copytree(result.out, Path(os.environ["OUT"]) / result.out.name, dirs_exist_ok=True)
 PY
     ;;
 esac

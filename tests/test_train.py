@@ -120,6 +120,23 @@ def test_dpo_continues_the_sft_adapter_and_saves_one_adapter(
     assert any("rewards/margins" in h for h in history)
 
 
+def test_sft_weight_adds_the_chosen_answers_nll_to_the_dpo_loss(
+    sft_run, tiny_model_and_adapter: tuple[Path, Path], tmp_path: Path
+) -> None:
+    model, _ = tiny_model_and_adapter
+    data = _write(tmp_path / "pmpp_qa_dpo.json", DPO_ROWS)
+    first = {}
+    for weight in (0.0, 1.0):
+        result = run(_cfg(model, data, tmp_path / f"dpo{weight}", method="dpo", max_steps=1,
+                          adapter=str(sft_run.adapter), merge=False, sft_weight=weight))  # fmt: skip
+        first[weight] = result.metrics["first_loss"]
+    # policy = reference at the first step: plain DPO's loss is log 2; the NLL term adds to it
+    assert first[0.0] == pytest.approx(0.6931, abs=1e-3)
+    assert first[1.0] > first[0.0] + 0.5
+    with pytest.raises(ValueError, match="--sft_weight must be >= 0"):
+        _cfg(model, data, tmp_path / "x", method="dpo", sft_weight=-1.0)
+
+
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(
     tiny_model_and_adapter: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -123,7 +123,7 @@ def _commands() -> dict[str, StageCommand]:
     from pmpprag.qagen import stage as qagen
     from pmpprag.rag import ask
     from pmpprag.serve import server
-    from pmpprag.train import raft
+    from pmpprag.train import onpolicy, raft
     from pmpprag.train import stage as train
 
     return {
@@ -136,6 +136,9 @@ def _commands() -> dict[str, StageCommand]:
         "qagen": StageCommand(qagen.QagenConfig, qagen.run, "chunks + team pairs -> QA dataset"),
         "raft": StageCommand(
             raft.RaftConfig, raft.run, "team pairs + retrieved passages -> grounded SFT/DPO"
+        ),
+        "onpolicy": StageCommand(
+            onpolicy.OnPolicyConfig, onpolicy.run, "DPO pairs whose rejected side is the model's"
         ),
         "train": StageCommand(train.TrainConfig, train.run, "LoRA SFT / DPO -> adapter + merged"),
         "merge": StageCommand(merge.MergeConfig, merge.run, "adapter + base -> one HF model"),

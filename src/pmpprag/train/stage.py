@@ -63,6 +63,9 @@ class TrainConfig:
     grad_accum: int = option(1, "device steps per optimizer step")
     max_length: int = option(512, "tokens per sequence (longer ones are truncated)")
     beta: float = option(0.1, "dpo: strength of the pull towards the reference model")
+    sft_weight: float = option(
+        0.0, "dpo: weight of an added NLL loss on the chosen answers (RPO; 0: plain DPO)"
+    )
     logging_steps: int = option(5, "log the loss every N steps")
     eval_steps: int = option(50, "validation loss every N steps")
     save_steps: int = option(100, "checkpoint every N steps (for resuming)")
@@ -84,6 +87,8 @@ class TrainConfig:
             raise ValueError(f"--lm_head {self.lm_head!r}: use auto, answers or trl")
         if self.method not in ("sft", "dpo"):
             raise ValueError(f"--method {self.method!r}: use sft or dpo")
+        if self.sft_weight < 0:
+            raise ValueError("--sft_weight must be >= 0")
         if self.lora_r < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("--lora_r, --batch_size and --grad_accum must be at least 1")
         if self.finetune not in ("lora", "full"):
@@ -229,12 +234,20 @@ def _build_trainer(cfg: TrainConfig, device: str, train_rows: list, val_rows: li
         )
     return DPOTrainer(
         model=model,
-        args=DPOConfig(beta=cfg.beta, **args),
+        args=DPOConfig(beta=cfg.beta, **args, **_dpo_loss(cfg)),
         train_dataset=train,
         eval_dataset=val,
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+
+
+def _dpo_loss(cfg: TrainConfig) -> dict[str, Any]:
+    """TRL's loss terms: the DPO sigmoid loss, plus the chosen answers' NLL when ``sft_weight``
+    is set, which keeps their likelihood from falling with the rejected ones'."""
+    if not cfg.sft_weight:
+        return {}
+    return {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, cfg.sft_weight]}
 
 
 def _answer_head_sft_trainer(base: type) -> type:
