@@ -184,6 +184,38 @@ def test_auto_mode_answers_extractively_when_the_model_declines_covered_passages
     assert plain.ask(question).text == NOT_COVERED["zh"]
 
 
+class _LoopingGenerator(_ScriptedGenerator):
+    """Replies that run to the token limit (finish reason "length"), as a looping model does."""
+
+    def generate(self, prompts: list, sampling: SamplingConfig) -> list[Generation]:
+        return [Generation(self.text, 10, 96, 0.1, 0.2, "length") for _ in prompts]
+
+
+def test_auto_mode_answers_extractively_when_the_reply_runs_to_the_token_limit(
+    assistant: Assistant,
+) -> None:
+    question = "什么是线程束分歧？"
+    loop = "线程束 分歧 是 线程束 分歧 ，" * 20  # 120 "tokens" for the fake's word count
+    cfg = RagConfig(index=assistant.cfg.index, mode="auto")
+    looping = Assistant(cfg, assistant.retriever, _LoopingGenerator(loop))  # type: ignore[arg-type]
+    answer = looping.ask_many([question])[0]
+    assert answer.mode == "extractive" and answer.meta["model_ran_on"] == 1
+    assert answer.citations and "线程束 分歧 是" not in answer.text
+    # a stream has no finish reason: a reply as long as the limit counts as cut; the app shows
+    # the finished answer in place of the streamed text
+    final = list(looping.stream_answer(question))[-1]
+    assert final.text == answer.text and final.meta["model_ran_on"] == 1
+    # a reply that ended by itself stays; so does every reply in abstractive mode, or with the
+    # option off
+    ended = Assistant(cfg, assistant.retriever, _ScriptedGenerator(loop[:30]))  # type: ignore[arg-type]
+    assert ended.ask(question).mode == "abstractive"
+    for other in (RagConfig(index=assistant.cfg.index, mode="abstractive"),
+                  RagConfig(index=assistant.cfg.index, mode="auto", cut_to_extractive=False)):  # fmt: skip
+        kept = Assistant(other, assistant.retriever, _LoopingGenerator(loop))  # type: ignore[arg-type]
+        assert kept.ask(question).mode == "abstractive"
+        assert list(kept.stream_answer(question))[-1].mode == "abstractive"
+
+
 def test_context_budget_trims_passages_not_the_question(assistant: Assistant) -> None:
     hits = assistant.retriever.retrieve("shared memory tiling", k=8)  # type: ignore[union-attr]
     context = build_context(hits, 120, lambda s: len(s.split()))

@@ -12,7 +12,9 @@ the numbered passages (for capable models, and the tuned generator); ``auto`` ch
 question: the worked-formula calculator's extractive answer when a solver reads the question
 (a small model cannot do the arithmetic), the model's grounded answer otherwise, and the
 extractive answer again when the model declines passages the retriever judged relevant (its
-reply is held back while it may still be that refusal, so a stream never shows it). A question
+reply is held back while it may still be that refusal, so a stream never shows it) or when its
+reply runs to the token limit (a small model looping; the app shows the finished answer in
+place of the streamed text). A question
 whose best passage is below ``min_confidence`` gets "not covered" instead of an invented
 answer; multiple-choice questions go to the MCQ methods in every mode.
 """
@@ -118,6 +120,12 @@ class RagConfig:
         "auto", "multiple-choice method; auto = the measured best for the model"
     )
     rag: bool = option(True, "retrieve passages (false: the bare model answers)")
+    cut_to_extractive: bool = option(
+        True,
+        "auto mode: a reply that ran to the token limit (the tuned gemma looping) gives way to "
+        "the extractive answer (the team's Chinese dev set, shipped adapter: course metric "
+        "0.318 -> 0.331)",
+    )
 
     def __post_init__(self) -> None:
         if self.sampling.no_repeat_ngram and self.generator.backend != "transformers":
@@ -300,7 +308,9 @@ class Assistant:
             for (i, ctx, given, retrieval_s), generation in zip(batch, generations, strict=True):
                 answer = self._abstractive(items[i].text, ctx, generation, retrieval_s, len(batch))
                 if given and self._declined(generation.text):
-                    answer = self._instead_of_declining(items[i].text, given, answer)
+                    answer = self._extractive_instead(items[i].text, given, answer, "declined")
+                elif given and self._ran_on(generation):
+                    answer = self._extractive_instead(items[i].text, given, answer, "ran_on")
                 answers[i] = answer
         return [a for a in answers if a is not None]
 
@@ -349,17 +359,24 @@ class Assistant:
         finally:
             getattr(stream, "close", lambda: None)()
         text = "".join(pieces)
+        completion_tokens = self.generator.count_tokens(text) if text else 0
         generation = Generation(
             text=text,
             prompt_tokens=self.generator.count_tokens("\n".join(m["content"] for m in prompt)),
-            completion_tokens=self.generator.count_tokens(text) if text else 0,
+            completion_tokens=completion_tokens,
             ttft_s=first,
             wall_s=time.perf_counter() - started,
-            finish_reason="stop",
+            # a stream tells no finish reason: a reply as long as the limit was cut by it
+            finish_reason="length"
+            if completion_tokens >= self.cfg.sampling.max_new_tokens
+            else "stop",
         )
         answer = self._abstractive(question, context, generation, found.seconds, 1)
         if found.hits and self._declined(text):
-            yield self._instead_of_declining(question, found.hits, answer)
+            yield self._extractive_instead(question, found.hits, answer, "declined")
+            return
+        if found.hits and self._ran_on(generation):  # the app shows this answer in its place
+            yield self._extractive_instead(question, found.hits, answer, "ran_on")
             return
         if held and text:  # the whole reply was a prefix of a refusal, and so never shown
             yield text
@@ -382,16 +399,30 @@ class Assistant:
             and text.lstrip().startswith(DECLINES)
         )
 
-    def _instead_of_declining(self, question: str, hits: list[Hit], declined: Answer) -> Answer:
-        """The extractive answer over the same passages, for a reply that declined."""
+    def _ran_on(self, generation: Generation) -> bool:
+        """Auto mode: the reply ran to the token limit. The shipped gemma adapter does so when it
+        loops (18 of the Chinese dev set's 79 model answers, 26 of sample_zh's 85), and on
+        those the extractive answer scores higher (dev: course metric 0.389 against 0.320)."""
+        return (
+            self.cfg.mode == "auto"
+            and self.cfg.cut_to_extractive
+            and self.retriever is not None
+            and generation.finish_reason == "length"
+        )
+
+    def _extractive_instead(
+        self, question: str, hits: list[Hit], replaced: Answer, why: str
+    ) -> Answer:
+        """The extractive answer over the same passages, for a reply that declined or ran on
+        (``meta`` says which: ``model_declined`` or ``model_ran_on``)."""
         language = self._language(question)
         answer = self._extractive(
-            question, language, hits, declined.retrieval_s, time.perf_counter()
+            question, language, hits, replaced.retrieval_s, time.perf_counter()
         )
         return answer.model_copy(
-            update={"wall_s": declined.wall_s + answer.wall_s,
-                    "ttft_s": declined.wall_s + answer.wall_s,
-                    "meta": {**answer.meta, "model_declined": 1}}
+            update={"wall_s": replaced.wall_s + answer.wall_s,
+                    "ttft_s": replaced.wall_s + answer.wall_s,
+                    "meta": {**answer.meta, f"model_{why}": 1}}
         )  # fmt: skip
 
     def count_tokens(self, text: str) -> int:
