@@ -191,29 +191,51 @@ class _LoopingGenerator(_ScriptedGenerator):
         return [Generation(self.text, 10, 96, 0.1, 0.2, "length") for _ in prompts]
 
 
-def test_auto_mode_answers_extractively_when_the_reply_runs_to_the_token_limit(
-    assistant: Assistant,
-) -> None:
+def test_auto_mode_answers_extractively_when_the_reply_loops(assistant: Assistant) -> None:
     question = "什么是线程束分歧？"
-    loop = "线程束 分歧 是 线程束 分歧 ，" * 20  # 120 "tokens" for the fake's word count
-    cfg = RagConfig(index=assistant.cfg.index, mode="auto")
+    # cut at the token limit (a stream has no finish reason: as long as the limit counts as
+    # cut; the fake counts words); loop_span 0 so that only the cut decides here
+    loop = "线程束 分歧 是 同一 warp 的 线程 走 不同 分支 ，" * 12
+    cfg = RagConfig(index=assistant.cfg.index, mode="auto", loop_span=0)
     looping = Assistant(cfg, assistant.retriever, _LoopingGenerator(loop))  # type: ignore[arg-type]
     answer = looping.ask_many([question])[0]
     assert answer.mode == "extractive" and answer.meta["model_ran_on"] == 1
     assert answer.citations and "线程束 分歧 是" not in answer.text
-    # a stream has no finish reason: a reply as long as the limit counts as cut; the app shows
-    # the finished answer in place of the streamed text
-    final = list(looping.stream_answer(question))[-1]
+    final = list(looping.stream_answer(question))[-1]  # the app shows it in place of the stream
     assert final.text == answer.text and final.meta["model_ran_on"] == 1
-    # a reply that ended by itself stays; so does every reply in abstractive mode, or with the
-    # option off
-    ended = Assistant(cfg, assistant.retriever, _ScriptedGenerator(loop[:30]))  # type: ignore[arg-type]
-    assert ended.ask(question).mode == "abstractive"
+    # a reply that ended by itself but repeats a 32-character run of itself loops too, and a
+    # stream stops listening there
+    model = _ScriptedGenerator("开头的一句话。[1]" + loop)
+    repeating = Assistant(RagConfig(index=assistant.cfg.index, mode="auto"), assistant.retriever,
+                          model)  # type: ignore[arg-type]  # fmt: skip
+    answer = repeating.ask(question)
+    assert answer.mode == "extractive" and answer.meta["model_repeated"] == 1
+    model.pulled = 0
+    final = list(repeating.stream_answer(question))[-1]
+    assert final.meta["model_repeated"] == 1 and model.pulled < len(model.text) // 3 // 2
+    # kept: a reply that ends by itself without repeating; every reply in abstractive mode or
+    # with the option off
+    ended = _ScriptedGenerator("线程束分歧是指同一个 warp 的线程走了不同的分支 [1]。")
+    assert Assistant(cfg, assistant.retriever, ended).ask(question).mode == "abstractive"  # type: ignore[arg-type]
     for other in (RagConfig(index=assistant.cfg.index, mode="abstractive"),
                   RagConfig(index=assistant.cfg.index, mode="auto", cut_to_extractive=False)):  # fmt: skip
-        kept = Assistant(other, assistant.retriever, _LoopingGenerator(loop))  # type: ignore[arg-type]
-        assert kept.ask(question).mode == "abstractive"
-        assert list(kept.stream_answer(question))[-1].mode == "abstractive"
+        for model in (_LoopingGenerator(loop), _ScriptedGenerator(loop)):
+            kept = Assistant(other, assistant.retriever, model)  # type: ignore[arg-type]
+            assert kept.ask(question).mode == "abstractive"
+            assert list(kept.stream_answer(question))[-1].mode == "abstractive"
+
+
+def test_repeats_itself_finds_a_loop_not_a_repeated_term() -> None:
+    from pmpprag.text import repeats_itself
+
+    answer = "__syncthreads() 是块内屏障 [1]。调用 __syncthreads() 的线程等待块内其他线程。"
+    assert not repeats_itself(answer, 16)  # an identifier named twice is no loop
+    assert repeats_itself(answer + "每个线程块又由线程构成的数组，" * 3, 16)
+    # citation markers and spaces do not hide a loop
+    assert repeats_itself(
+        "同一个 warp 的线程走了不同的分支[1]" + "同一个warp的线程走了不同的分支[2]", 16
+    )
+    assert not repeats_itself("short", 16)
 
 
 def test_context_budget_trims_passages_not_the_question(assistant: Assistant) -> None:

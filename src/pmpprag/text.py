@@ -65,3 +65,17 @@ def english_terms(text: str) -> str:
         text = re.sub(rf"{zh}(?:（{re.escape(en)}）|\({re.escape(en)}\))?", f"\0{en}\0", text)
     text = re.sub(rf"(?<={CJK.pattern})\0|\0(?={CJK.pattern})", " ", text)
     return text.replace("\0", "")
+
+
+def repeats_itself(text: str, span: int) -> bool:
+    """Whether ``text`` writes some run of ``span`` characters twice (spaces and ``[n]``
+    citation markers aside): the mark of a small model looping ("每个线程块又由线程构成的数组，"
+    again and again), which a written answer of a few hundred characters does not do."""
+    plain = re.sub(r"\s+", "", re.sub(r"\[\d{1,2}\]", "", text))
+    seen: set[str] = set()
+    for i in range(len(plain) - span + 1):
+        run = plain[i : i + span]
+        if run in seen:
+            return True
+        seen.add(run)
+    return False
