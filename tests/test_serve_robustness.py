@@ -212,6 +212,29 @@ def test_no_repeat_ngram_stops_a_loop_in_the_reply_but_lets_it_copy_the_prompt(
     assert out[0, 3] == float("-inf") and torch.isfinite(out[0, :3]).all()
 
 
+def test_stop_on_repeat_ends_each_looping_row_of_a_batch_where_it_repeats(
+    tiny_model_and_adapter: tuple[Path, Path],
+) -> None:
+    """The random tiny model's greedy replies repeat themselves; with ``stop_on_repeat`` each
+    row of a batch ends soon after its reply first repeats a run of that many characters (checked
+    every 8 tokens), with the same text up to there, while the unchecked reply runs on."""
+    from pmpprag.generation import GeneratorConfig, SamplingConfig, load_generator
+    from pmpprag.text import repeats_itself
+
+    model, _ = tiny_model_and_adapter
+    generator = load_generator(GeneratorConfig(backend="transformers", model=str(model)))
+    prompts = ["a warp is", "shared memory tiling reduces global memory traffic because"]
+    full = generator.generate(prompts, SamplingConfig(max_new_tokens=96, min_new_tokens=96))
+    cut = generator.generate(prompts, SamplingConfig(max_new_tokens=96, stop_on_repeat=6))
+    for whole, stopped in zip(full, cut, strict=True):
+        assert repeats_itself(whole.text, 6), "the bare tiny model repeats itself"
+        assert stopped.completion_tokens < whole.completion_tokens == 96
+        assert repeats_itself(stopped.text, 6)  # it stopped because of a repeat...
+        assert whole.text.startswith(stopped.text)  # ...on the same greedy path
+    with pytest.raises(ValueError, match="stop_on_repeat must be >= 0"):
+        SamplingConfig(stop_on_repeat=-1)
+
+
 def test_a_vllm_async_stream_its_reader_leaves_is_cancelled() -> None:
     """The async vLLM back-end pumps the engine's outputs on its own event loop; a reader that
     leaves must cancel that pump (vLLM aborts a cancelled request), not leave it decoding. The

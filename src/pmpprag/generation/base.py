@@ -69,6 +69,12 @@ class SamplingConfig:
         "forbid the reply to repeat any of its own N-token runs (0 = off; transformers only; "
         "the prompt's passages may still be copied)",
     )
+    stop_on_repeat: int = option(
+        0,
+        "end a reply once it repeats a run of this many characters of itself (0 = off; the "
+        "transformers back-end stops there, the others finish the reply; auto mode sets it "
+        "to its loop_span, since such a reply is replaced anyway)",
+    )
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -79,6 +85,8 @@ class SamplingConfig:
             raise ValueError("--sampling.repetition_penalty must be > 0 (1 = off)")
         if self.no_repeat_ngram < 0 or self.no_repeat_ngram == 1:
             raise ValueError("--sampling.no_repeat_ngram must be 0 (off) or at least 2")
+        if self.stop_on_repeat < 0:
+            raise ValueError("--sampling.stop_on_repeat must be >= 0 (0 = off)")
 
 
 @dataclass

@@ -18,6 +18,7 @@ from pmpprag.generation.base import (
 )
 from pmpprag.generation.prompt import prompt_token_ids, render_prompt
 from pmpprag.generation.vocab import VocabMap
+from pmpprag.text import repeats_itself
 
 __all__ = ["TransformersGenerator"]
 
@@ -59,6 +60,29 @@ class _NoReplyRepeat:
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         return self.reply_only(input_ids[:, self.start :], scores)
+
+
+class _RepeatStop:
+    """A stopping criterion that ends each row of a batch once its reply (the columns after
+    ``start``) repeats a run of ``span`` characters of itself (``text.repeats_itself``): a
+    looping reply stops there instead of running to the token limit, and frees the batch
+    sooner. Checked every ``every`` tokens, decoding each unfinished row's reply."""
+
+    def __init__(self, span: int, start: int, decode: Any, pad_id: int, every: int = 8) -> None:
+        self.span, self.start, self.decode, self.pad_id, self.every = (
+            span, start, decode, pad_id, every,
+        )  # fmt: skip
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if (input_ids.shape[1] - self.start) % self.every:
+            return done
+        for i, row in enumerate(input_ids[:, self.start :].tolist()):
+            text = self.decode([t for t in row if t != self.pad_id])
+            done[i] = repeats_itself(text, self.span)
+        return done
 
 
 def _mapped_streamer(streamer: Any, vocab: VocabMap) -> Any:
@@ -146,9 +170,15 @@ class TransformersGenerator:
 
     def generate(self, prompts: list[Prompt], sampling: SamplingConfig) -> list[Generation]:
         import torch
-        from transformers import LogitsProcessorList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         inputs = self._encode([render_prompt(self.tokenizer, p) for p in prompts])
+        width = inputs["input_ids"].shape[1]
+        stops = (
+            [_RepeatStop(sampling.stop_on_repeat, width, self._decode, self.pad_id)]
+            if sampling.stop_on_repeat
+            else []
+        )
         with self._lock:
             torch.manual_seed(sampling.seed)
             timer = Timer()
@@ -158,6 +188,7 @@ class TransformersGenerator:
                     logits_processor=LogitsProcessorList(
                         [_FirstToken(timer), *self._processors(sampling, inputs)]
                     ),
+                    stopping_criteria=StoppingCriteriaList(stops),
                     **self._kwargs(sampling),
                 )
             wall = timer.elapsed

@@ -21,6 +21,7 @@ answer; multiple-choice questions go to the MCQ methods in every mode.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -312,7 +313,7 @@ class Assistant:
         for start in range(0, len(pending), batch_size):
             batch = pending[start : start + batch_size]
             prompts = [self._prompt(items[i].text, ctx) for i, ctx, _, _ in batch]
-            generations = self.generator.generate(prompts, self.cfg.sampling)  # type: ignore[arg-type]
+            generations = self.generator.generate(prompts, self._batch_sampling())  # type: ignore[arg-type]
             for (i, ctx, given, retrieval_s), generation in zip(batch, generations, strict=True):
                 answer = self._abstractive(items[i].text, ctx, generation, retrieval_s, len(batch))
                 if given and self._declined(generation.text):
@@ -422,6 +423,13 @@ class Assistant:
         if generation.finish_reason == "length":
             return "ran_on"
         return "repeated" if self._repeats(generation.text) else ""
+
+    def _batch_sampling(self) -> SamplingConfig:
+        """The configured decoding; in auto mode a reply that repeats itself is replaced, so the
+        back-end may stop writing it there (``stop_on_repeat``; a stream stops listening)."""
+        if self.cfg.mode != "auto" or not self.cfg.cut_to_extractive or not self.cfg.loop_span:
+            return self.cfg.sampling
+        return dataclasses.replace(self.cfg.sampling, stop_on_repeat=self.cfg.loop_span)
 
     def _repeats(self, text: str) -> bool:
         return (
