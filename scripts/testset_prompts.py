@@ -19,8 +19,10 @@ from pathlib import Path
 
 from pmpprag.config import load_config
 from pmpprag.rag.pipeline import Assistant, RagConfig
+from pmpprag.rag.prompts import NOT_COVERED
 from pmpprag.schema import atomic_write
 from pmpprag.testsets import read_testset
+from pmpprag.text import has_cjk
 
 
 def main() -> None:
@@ -37,13 +39,15 @@ def main() -> None:
         for item in read_testset(path):
             if item.type != "open":
                 continue
-            language = "zh" if any("\u4e00" <= c <= "\u9fff" for c in item.question) else "en"
+            language = "zh" if has_cjk(item.question) else "en"
             found = assistant.retriever.retrieve(item.question, language=language)
             messages, _ = assistant.prompt(item.question, found.hits)
             system = next((m["content"] for m in messages if m["role"] == "system"), "")
             user = messages[-1]["content"]
+            # rejected: a needless refusal, so that each row is a valid DPO ranking row
             rows.append({"id": item.id, "system": system, "instruction": user, "input": "",
-                         "chosen": item.answer, "rejected": "", "lang": language})  # fmt: skip
+                         "chosen": item.answer, "rejected": NOT_COVERED[language],
+                         "lang": language})  # fmt: skip
     with atomic_write(args.out) as fh:
         json.dump(rows, fh, ensure_ascii=False, indent=1)
     print(f"{len(rows)} prompts -> {args.out}")

@@ -46,14 +46,15 @@ def test_an_answer_that_is_no_mistake_keeps_the_original_rejection() -> None:
 
 
 def test_bad_input_names_the_file_and_row(tmp_path: Path) -> None:
-    with pytest.raises(PmppragError, match="no such file; build it with `pmpprag raft`"):
+    # the training loader's checks (train/data.py): the DPO file as `pmpprag train` reads it
+    with pytest.raises(PmppragError, match="none.json does not exist"):
         run(OnPolicyConfig(data=tmp_path / "none.json", out=tmp_path / "o"))
     bad = tmp_path / "bad.json"
     bad.write_text('[{"instruction": "q",\n "chosen": }]', encoding="utf-8")
-    with pytest.raises(PmppragError, match=r"bad.json:2: not JSON"):
+    with pytest.raises(PmppragError, match=r"bad.json:2: not valid JSON"):
         run(OnPolicyConfig(data=bad, out=tmp_path / "o"))
     bad.write_text(json.dumps([{"instruction": "q", "chosen": "a"}]), encoding="utf-8")
-    with pytest.raises(PmppragError, match="row 0 lacks rejected"):
+    with pytest.raises(PmppragError, match="row 0 has no rejected"):
         run(OnPolicyConfig(data=bad, out=tmp_path / "o"))
 
 

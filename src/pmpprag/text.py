@@ -71,6 +71,8 @@ def repeats_itself(text: str, span: int) -> bool:
     """Whether ``text`` writes some run of ``span`` characters twice (spaces and ``[n]``
     citation markers aside): the mark of a small model looping ("每个线程块又由线程构成的数组，"
     again and again), which a written answer of a few hundred characters does not do."""
+    # every "[n]", also one written against a word ("分支[1]"), which schema.CITATION_MARKER
+    # leaves alone as it would an index a[1]: here a marker must not hide a repeat
     plain = re.sub(r"\s+", "", re.sub(r"\[\d{1,2}\]", "", text))
     seen: set[str] = set()
     for i in range(len(plain) - span + 1):

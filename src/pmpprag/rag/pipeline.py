@@ -54,6 +54,7 @@ from pmpprag.rag.prompts import (
     ANSWER_INSTRUCTIONS,
     CALCULATOR_HINT,
     CONCISE,
+    DECLINES,
     KEY_CODE,
     NOT_COVERED,
     WORKED_LEAD,
@@ -68,9 +69,6 @@ from pmpprag.text import english_terms, has_cjk, repeats_itself
 
 logger = logging.getLogger(__name__)
 
-# How the not-covered sentences (NOT_COVERED) open: a reply that opens so declines (auto mode
-# stops listening there). Long enough that no answer starts so by chance ("The textbook ...").
-DECLINES = ("教材索引中没有", "The textbook index does not")
 
 __all__ = ["Assistant", "Question", "RagConfig"]
 
@@ -316,12 +314,9 @@ class Assistant:
             generations = self.generator.generate(prompts, self._batch_sampling())  # type: ignore[arg-type]
             for (i, ctx, given, retrieval_s), generation in zip(batch, generations, strict=True):
                 answer = self._abstractive(items[i].text, ctx, generation, retrieval_s, len(batch))
-                if given and self._declined(generation.text):
-                    answer = self._extractive_instead(items[i].text, given, answer, "declined")
-                elif given and self._loops(generation):
-                    answer = self._extractive_instead(
-                        items[i].text, given, answer, self._loops(generation)
-                    )
+                why = "declined" if self._declined(generation.text) else self._loops(generation)
+                if given and why:
+                    answer = self._extractive_instead(items[i].text, given, answer, why)
                 answers[i] = answer
         return [a for a in answers if a is not None]
 
@@ -385,11 +380,9 @@ class Assistant:
             else "stop",
         )
         answer = self._abstractive(question, context, generation, found.seconds, 1)
-        if found.hits and self._declined(text):
-            yield self._extractive_instead(question, found.hits, answer, "declined")
-            return
-        if found.hits and self._loops(generation):  # the app shows this answer in its place
-            yield self._extractive_instead(question, found.hits, answer, self._loops(generation))
+        why = "declined" if self._declined(text) else self._loops(generation)
+        if found.hits and why:  # the app shows this answer in place of the streamed text
+            yield self._extractive_instead(question, found.hits, answer, why)
             return
         if held and text:  # the whole reply was a prefix of a refusal, and so never shown
             yield text
@@ -412,32 +405,36 @@ class Assistant:
             and text.lstrip().startswith(DECLINES)
         )
 
+    def _cuts_loops(self) -> bool:
+        """Auto mode with ``cut_to_extractive``: a looping reply gives way to the extractive
+        answer."""
+        return self.cfg.mode == "auto" and self.cfg.cut_to_extractive and self.retriever is not None
+
     def _loops(self, generation: Generation) -> str:
-        """Auto mode: why the reply counts as a loop ("ran_on": it ran to the token limit;
-        "repeated": it repeats a ``loop_span``-character run of itself), or "" when it does not.
-        The shipped gemma adapter ran on in 18 of the Chinese dev set's 79 model answers (26 of
-        sample_zh's 85), and there the extractive answer scores higher (dev: course metric 0.389
-        against 0.320)."""
-        if self.cfg.mode != "auto" or not self.cfg.cut_to_extractive or self.retriever is None:
+        """Why the reply counts as a loop ("ran_on": it ran to the token limit; "repeated": it
+        repeats a ``loop_span``-character run of itself), or "" when it does not (or the rule is
+        off). The shipped gemma adapter ran on in 18 of the Chinese dev set's 79 model answers
+        (26 of sample_zh's 85), and there the extractive answer scores higher (dev: course metric
+        0.389 against 0.320)."""
+        if not self._cuts_loops():
             return ""
         if generation.finish_reason == "length":
             return "ran_on"
         return "repeated" if self._repeats(generation.text) else ""
 
-    def _batch_sampling(self) -> SamplingConfig:
-        """The configured decoding; in auto mode a reply that repeats itself is replaced, so the
-        back-end may stop writing it there (``stop_on_repeat``; a stream stops listening)."""
-        if self.cfg.mode != "auto" or not self.cfg.cut_to_extractive or not self.cfg.loop_span:
-            return self.cfg.sampling
-        return dataclasses.replace(self.cfg.sampling, stop_on_repeat=self.cfg.loop_span)
-
     def _repeats(self, text: str) -> bool:
         return (
-            self.cfg.mode == "auto"
-            and self.cfg.cut_to_extractive
+            self._cuts_loops()
             and self.cfg.loop_span > 0
             and repeats_itself(text, self.cfg.loop_span)
         )
+
+    def _batch_sampling(self) -> SamplingConfig:
+        """The configured decoding; a reply that repeats itself is replaced, so the back-end may
+        stop writing it there (``stop_on_repeat``; a stream stops listening)."""
+        if not (self._cuts_loops() and self.cfg.loop_span):
+            return self.cfg.sampling
+        return dataclasses.replace(self.cfg.sampling, stop_on_repeat=self.cfg.loop_span)
 
     def _extractive_instead(
         self, question: str, hits: list[Hit], replaced: Answer, why: str

@@ -54,6 +54,9 @@ NOT_COVERED = {
     "en": "The textbook index does not seem to cover this question, so I will not guess.",
     "zh": "教材索引中没有找到与这个问题相关的内容，因此不作猜测。",
 }
+# How the not-covered sentences (NOT_COVERED) open: a reply that opens so declines (auto mode
+# stops listening there). Long enough that no answer starts so by chance ("The textbook ...").
+DECLINES = ("教材索引中没有", "The textbook index does not")
 # After the quoted sentences when the question is about code: the listing line that matches it.
 KEY_CODE = {"en": "Key code: `{code}`", "zh": "关键代码：`{code}`。"}
 # Before the quoted sentences when the worked-formula calculator read the question.

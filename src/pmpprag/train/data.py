@@ -50,7 +50,7 @@ def load_rows(path: Path, method: Literal["sft", "dpo"]) -> list[dict[str, Any]]
     return rows
 
 
-def _user(row: dict[str, Any]) -> list[dict[str, str]]:
+def prompt_messages(row: dict[str, Any]) -> list[dict[str, str]]:
     """The prompt side: an optional ``system`` message (grounded RAFT rows carry the answer
     instructions there, as the assistant sends them), then the user turn."""
     query = row.get("input") or ""
@@ -68,11 +68,13 @@ def to_conversations(rows: list[dict[str, Any]], method: Literal["sft", "dpo"]) 
     from datasets import Dataset
 
     if method == "sft":
-        records = [{"prompt": _user(r), "completion": _assistant(r["output"])} for r in rows]
+        records = [
+            {"prompt": prompt_messages(r), "completion": _assistant(r["output"])} for r in rows
+        ]
     else:
         records = [
             {
-                "prompt": _user(r),
+                "prompt": prompt_messages(r),
                 "chosen": _assistant(r["chosen"]),
                 "rejected": _assistant(r["rejected"]),
             }

@@ -35,11 +35,11 @@ from typing import Any
 from tqdm import tqdm
 
 from pmpprag.config import option, to_dict
-from pmpprag.errors import PmppragError
 from pmpprag.generation import GeneratorConfig, SamplingConfig, load_generator
-from pmpprag.rag.prompts import NOT_COVERED
+from pmpprag.rag.prompts import DECLINES
 from pmpprag.schema import CITATION_MARKER, atomic_write
-from pmpprag.text import char_ngrams
+from pmpprag.text import char_ngrams, has_cjk
+from pmpprag.train.data import load_rows, prompt_messages
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +90,8 @@ def _overlap(answer: str, reference: str) -> float:
 
 
 def _declines(text: str) -> bool:
-    plain = _plain(text)
-    return any(sentence.rstrip("。.") in plain for sentence in NOT_COVERED.values())
+    """Opens with the not-covered sentence, as the assistant reads a refusal."""
+    return _plain(text).startswith(DECLINES)
 
 
 def choose_rejected(
@@ -109,27 +109,6 @@ def choose_rejected(
     if generated.get("finish_reason") == "length":
         return answer, "on-policy-length"
     return answer, "on-policy"
-
-
-def _messages(row: dict[str, Any]) -> list[dict[str, str]]:
-    # the same turns training renders (train/data.py): optional system, then the user turn
-    from pmpprag.train.data import _user
-
-    return _user(row)
-
-
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PmppragError(f"{path}: no such file; build it with `pmpprag raft`") from None
-    except json.JSONDecodeError as exc:
-        raise PmppragError(f"{path}:{exc.lineno}: not JSON ({exc.msg})") from None
-    for i, row in enumerate(rows):
-        missing = [k for k in ("instruction", "chosen", "rejected") if k not in row]
-        if missing:
-            raise PmppragError(f"{path}: row {i} lacks {', '.join(missing)} (a DPO ranking row)")
-    return rows
 
 
 def _prompt_key(row: dict[str, Any]) -> str:
@@ -171,7 +150,8 @@ def _generate(
     with path.open("a", encoding="utf-8") as fh, tqdm(total=len(todo), desc="answers") as bar:
         for start in range(0, len(todo), cfg.batch_size):
             batch = todo[start : start + cfg.batch_size]
-            outputs = generator.generate([_messages(rows[i]) for i in batch], cfg.sampling)
+            # the turns training renders for the row (optional system, then the user turn)
+            outputs = generator.generate([prompt_messages(rows[i]) for i in batch], cfg.sampling)
             for i, out in zip(batch, outputs, strict=True):
                 record = {"row": i, "prompt": _prompt_key(rows[i]), "text": out.text,
                           "finish_reason": out.finish_reason,
@@ -202,9 +182,7 @@ def _score_answers(rows: list[dict[str, Any]], done: dict[int, dict[str, Any]]) 
         if i not in done or _declines(row["chosen"]):
             continue
         answer, reference = _plain(done[i]["text"]), _plain(row["chosen"])
-        lang = row.get("lang") or (
-            "zh" if re.search(r"[\u4e00-\u9fff]", row["instruction"][-200:]) else "en"
-        )
+        lang = row.get("lang") or ("zh" if has_cjk(row["instruction"][-200:]) else "en")
         by_lang.setdefault(lang, []).append((
             course_rouge_l(answer, reference), cjk_rouge_l(answer, reference),
             repeated_ngram_share(answer), done[i]["finish_reason"] == "length",
@@ -221,7 +199,7 @@ def _score_answers(rows: list[dict[str, Any]], done: dict[int, dict[str, Any]]) 
 
 
 def run(cfg: OnPolicyConfig) -> OnPolicyResult:
-    rows = _read_rows(cfg.data)
+    rows = load_rows(cfg.data, "dpo")
     if cfg.limit:
         rows = rows[: cfg.limit]
     cfg.out.mkdir(parents=True, exist_ok=True)
