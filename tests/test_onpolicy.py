@@ -5,6 +5,7 @@ prompts)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def test_an_answer_that_is_no_mistake_keeps_the_original_rejection() -> None:
 
 def test_bad_input_names_the_file_and_row(tmp_path: Path) -> None:
     # the training loader's checks (train/data.py): the DPO file as `pmpprag train` reads it
-    with pytest.raises(PmppragError, match="none.json does not exist"):
+    with pytest.raises(PmppragError, match=r"none\.json does not exist"):
         run(OnPolicyConfig(data=tmp_path / "none.json", out=tmp_path / "o"))
     bad = tmp_path / "bad.json"
     bad.write_text('[{"instruction": "q",\n "chosen": }]', encoding="utf-8")
@@ -90,3 +91,18 @@ def test_a_real_run_answers_resumes_and_ties_answers_to_their_prompts(
     data.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     run(cfg)
     assert len(answers.read_text(encoding="utf-8").splitlines()) == 6
+
+    # the same answers, added beside the rule-made pairs, of one kind only (no model is loaded:
+    # every prompt has its answer already)
+    finished = {json.loads(x)["row"]: json.loads(x)["finish_reason"] for x in
+                answers.read_text(encoding="utf-8").splitlines()}  # fmt: skip
+    long = sum(1 for reason in finished.values() if reason == "length")
+    assert long  # a random model runs to the limit
+    added = run(replace(cfg, kinds="on-policy-length", keep_rules=True))
+    pairs = json.loads((tmp_path / "out" / "pmpp_onpolicy_dpo.json").read_text(encoding="utf-8"))
+    assert added.pairs == len(pairs) == 5 + long
+    assert [p["rejected"] for p in pairs].count(ROW["rejected"]) == 5
+    assert sum(p.get("rejection") == "on-policy-length" for p in pairs) == long
+    assert added.stats["rejected"].get("on-policy-length", 0) == long
+    with pytest.raises(ValueError, match="--kinds: unknown"):
+        replace(cfg, kinds="loops")

@@ -247,3 +247,81 @@ def test_cpu_sft_trains_with_the_answer_only_head_and_matches_trls_loss(
     assert type(trainer).__name__ == "AnswerHeadSFTTrainer"
     trainer = _build_trainer(_cfg(model, data, tmp_path / "y", lm_head="trl"), "cpu", ROWS, None)
     assert type(trainer).__name__ == "SFTTrainer"
+
+
+def test_unlikelihood_candidates_are_each_positions_earlier_answer_tokens() -> None:
+    """Per sequence, a labelled position's candidates are the tokens earlier labelled positions
+    of the same sequence predicted, minus its own target, each once; the prompt and padding
+    (-100) give none, and sequences do not see each other's tokens."""
+    import torch
+
+    from pmpprag.train.head import previous_token_pairs
+
+    labels = torch.tensor([[-100, 5, 7, 5, 9, 7], [-100, -100, 3, 3, 5, -100]])
+    row, token = previous_token_pairs(labels)
+    pairs = sorted(zip(row.tolist(), token.tolist(), strict=True))
+    # positions 0..4 are sequence 0's targets 5 7 5 9 7, positions 5..7 sequence 1's 3 3 5
+    assert pairs == [(1, 5), (2, 7), (3, 5), (3, 7), (4, 5), (4, 9), (7, 3)]
+
+
+def test_unlikelihood_loss_adds_minus_log_one_minus_p_of_used_tokens() -> None:
+    """The loss with ``unlikelihood`` equals cross-entropy plus the weighted sum of
+    -log(1 - p) over each position's earlier answer tokens, computed here from the model's own
+    full logits with a dense candidate mask; one step on it makes the answer's repeated token
+    less likely where it is not the next token."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from pmpprag.train.head import answer_head_loss
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=2,
+                                         num_key_value_heads=1))  # fmt: skip
+    ids = torch.tensor([[1, 2, 3, 10, 11, 10, 11, 10, 11, 12]])
+    labels = ids.clone()
+    labels[:, :3] = -100
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+    logits = model(input_ids=ids).logits[0, :-1]
+    targets = labels[0, 1:]
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    positions = (targets != -100).nonzero().flatten().tolist()
+    expected = 0.0
+    for k, t in enumerate(positions):
+        expected -= float(log_probs[t, targets[t]])
+        used = {int(targets[u]) for u in positions[:k]} - {int(targets[t])}
+        expected -= 0.5 * sum(float(torch.log1p(-log_probs[t, c].exp())) for c in used)
+    ours = answer_head_loss(model, inputs, unlikelihood=0.5)
+    assert float(ours) == pytest.approx(expected / len(positions), rel=1e-5)
+    assert float(ours) > float(answer_head_loss(model, inputs))
+
+    def p_repeat() -> float:  # probability of 10 again right after "10 11" (the target is 10
+        with torch.no_grad():  # there; after the last "10 11" it is 12)
+            return float(model(input_ids=ids).logits[0, 8].softmax(-1)[10])
+
+    before = p_repeat()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(5):
+        optimizer.zero_grad()
+        answer_head_loss(model, inputs, unlikelihood=1.0).backward()
+        optimizer.step()
+    assert p_repeat() < before
+
+
+def test_unlikelihood_trains_through_the_answers_head_only(
+    tiny_model_and_adapter: tuple[Path, Path], tmp_path: Path
+) -> None:
+    model, _ = tiny_model_and_adapter
+    data = _write(tmp_path / "pmpp_qa_train.json", ROWS)
+    with pytest.raises(ValueError, match="answers head"):
+        _cfg(model, data, tmp_path / "a", unlikelihood=1.0, lm_head="trl")
+    with pytest.raises(ValueError, match="answers head"):
+        _cfg(model, data, tmp_path / "b", unlikelihood=1.0, method="dpo")
+    losses = {}
+    for weight in (0.0, 1.0):
+        result = run(_cfg(model, data, tmp_path / str(weight), max_steps=2, unlikelihood=weight))
+        history = json.loads((result.out / "log_history.json").read_text())
+        losses[weight] = [h["loss"] for h in history if "loss" in h]
+    assert losses[1.0][0] > losses[0.0][0]  # same data, same start: the added term shows

@@ -43,7 +43,11 @@ from pmpprag.train.data import load_rows, prompt_messages
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OnPolicyConfig", "OnPolicyResult", "choose_rejected", "run"]
+__all__ = ["KINDS", "OnPolicyConfig", "OnPolicyResult", "choose_rejected", "run"]
+
+
+# what choose_rejected calls the model's mistakes (its other kind, "kept", is none)
+KINDS = ("on-policy", "on-policy-length", "on-policy-unsupported", "on-policy-empty")
 
 
 @dataclass
@@ -64,12 +68,28 @@ class OnPolicyConfig:
     batch_size: int = option(64, "prompts per generate call")
     same_overlap: float = option(0.9, "a model answer this close to the chosen one is no mistake")
     limit: int = option(0, "answer only the first N rows (0: all)")
+    kinds: str = option(
+        ",".join(KINDS),
+        "the model's mistakes that become rejected answers, comma-separated (the others keep "
+        "the row's own rejected answer)",
+    )
+    keep_rules: bool = option(
+        False,
+        "keep every row with its rule-made rejected answer too, and add the on-policy pairs "
+        "beside them (the refusal balance of `pmpprag raft`'s pairs then holds)",
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError("--batch_size must be at least 1")
         if not 0 < self.same_overlap <= 1:
             raise ValueError("--same_overlap must be in (0, 1]")
+        unknown = set(self.selected_kinds()) - set(KINDS)
+        if unknown:
+            raise ValueError(f"--kinds: unknown {sorted(unknown)}; use some of {', '.join(KINDS)}")
+
+    def selected_kinds(self) -> list[str]:
+        return [k.strip() for k in self.kinds.split(",") if k.strip()]
 
 
 @dataclass
@@ -206,10 +226,17 @@ def run(cfg: OnPolicyConfig) -> OnPolicyResult:
     done = _generate(cfg, rows, cfg.out / "generations.jsonl")
     pairs: list[dict[str, Any]] = []
     kinds: Counter[str] = Counter()
+    selected = set(cfg.selected_kinds())
     for i, row in enumerate(rows):
         rejected, kind = choose_rejected(row, done[i], cfg.same_overlap)
+        if kind not in selected:
+            kinds["kept" if kind == "kept" else f"kept ({kind} not selected)"] += 1
+            pairs.append(row)
+            continue
         kinds[kind] += 1
-        pairs.append({**row, "rejected": rejected})
+        if cfg.keep_rules:
+            pairs.append(row)
+        pairs.append({**row, "rejected": rejected, "rejection": kind})
     name = f"{cfg.name}_dpo.json"
     with atomic_write(cfg.out / name) as fh:
         json.dump(pairs, fh, ensure_ascii=False, indent=1)
@@ -218,7 +245,7 @@ def run(cfg: OnPolicyConfig) -> OnPolicyResult:
                         "rejected": "rejected", "system": "system"}}}  # fmt: skip
     with atomic_write(cfg.out / "dataset_info.json") as fh:
         json.dump(info, fh, ensure_ascii=False, indent=1)
-    stats = {"rows": len(rows), "rejected": dict(kinds.most_common()),
+    stats = {"rows": len(rows), "pairs": len(pairs), "rejected": dict(kinds.most_common()),
              "scores": _scores(rows, done), "config": to_dict(cfg)}  # fmt: skip
     with atomic_write(cfg.out / "stats.json") as fh:
         json.dump(stats, fh, ensure_ascii=False, indent=1, default=str)

@@ -66,6 +66,11 @@ class TrainConfig:
     sft_weight: float = option(
         0.0, "dpo: weight of an added NLL loss on the chosen answers (RPO; 0: plain DPO)"
     )
+    unlikelihood: float = option(
+        0.0,
+        "sft: weight of token-level unlikelihood on tokens the answer already used (against "
+        "loops, Welleck et al. 2019; train/head.py); needs the answers head (0: off)",
+    )
     logging_steps: int = option(5, "log the loss every N steps")
     eval_steps: int = option(50, "validation loss every N steps")
     save_steps: int = option(100, "checkpoint every N steps (for resuming)")
@@ -89,6 +94,13 @@ class TrainConfig:
             raise ValueError(f"--method {self.method!r}: use sft or dpo")
         if self.sft_weight < 0:
             raise ValueError("--sft_weight must be >= 0")
+        if self.unlikelihood < 0:
+            raise ValueError("--unlikelihood must be >= 0")
+        if self.unlikelihood and (self.method != "sft" or self.lm_head == "trl"):
+            raise ValueError(
+                "--unlikelihood is an SFT loss of the answers head: use --method sft and "
+                "--lm_head auto or answers"
+            )
         if self.lora_r < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("--lora_r, --batch_size and --grad_accum must be at least 1")
         if self.finetune not in ("lora", "full"):
@@ -223,7 +235,13 @@ def _build_trainer(cfg: TrainConfig, device: str, train_rows: list, val_rows: li
     val = to_conversations(val_rows, cfg.method) if val_rows else None
     if cfg.method == "sft":
         head = cfg.lm_head if cfg.lm_head != "auto" else "answers" if device == "cpu" else "trl"
-        trainer_class = _answer_head_sft_trainer(SFTTrainer) if head == "answers" else SFTTrainer
+        if cfg.unlikelihood:
+            head = "answers"
+        trainer_class = (
+            _answer_head_sft_trainer(SFTTrainer, cfg.unlikelihood)
+            if head == "answers"
+            else SFTTrainer
+        )
         return trainer_class(
             model=model,
             args=SFTConfig(**args),
@@ -250,8 +268,9 @@ def _dpo_loss(cfg: TrainConfig) -> dict[str, Any]:
     return {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, cfg.sft_weight]}
 
 
-def _answer_head_sft_trainer(base: type) -> type:
-    """SFTTrainer whose training loss projects only the answer positions (train/head.py)."""
+def _answer_head_sft_trainer(base: type, unlikelihood: float = 0.0) -> type:
+    """SFTTrainer whose training loss projects only the answer positions (train/head.py), with
+    the unlikelihood term at that weight."""
     from pmpprag.train.head import answer_head_loss
 
     class AnswerHeadSFTTrainer(base):
@@ -264,7 +283,7 @@ def _answer_head_sft_trainer(base: type) -> type:
         ) -> Any:
             if return_outputs or not model.training:  # evaluation: TRL's own (and its metrics)
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            return answer_head_loss(model, inputs, num_items_in_batch)
+            return answer_head_loss(model, inputs, num_items_in_batch, unlikelihood)
 
     return AnswerHeadSFTTrainer
 
