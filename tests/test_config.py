@@ -47,6 +47,12 @@ def test_layers_defaults_file_flags(tmp_path: Path) -> None:
     assert cfg.out == Path("runs/a") and cfg.files == [Path("a.json"), Path("b.json")]
     assert cfg.inner.max_tokens == 64 and cfg.inner.overlap == 0.0
     assert cfg.tags == ["p", "q"] and cfg.mode == "a"
+    # YAML 1.1 reads 5e-5 (no dot) as a string; a float option takes it as the number it is
+    f.write_text("inner:\n  overlap: 5e-5\n")
+    assert load_config(Outer, f, parse_overrides(["--tight.overlap", "1e-3"])).inner.overlap == 5e-5
+    assert (
+        load_config(Outer, None, parse_overrides(["--tight.overlap", "1e-3"])).tight.overlap == 1e-3
+    )
 
 
 @pytest.mark.parametrize(
@@ -55,6 +61,7 @@ def test_layers_defaults_file_flags(tmp_path: Path) -> None:
         ({"inner.max_token": 3}, "unknown option inner.max_token"),
         ({"mode": "c"}, "must be one of"),
         ({"inner.max_tokens": "many"}, "must be int"),
+        ({"inner.overlap": "tenth"}, "must be float"),
         ({"inner": 5}, "is a group"),
     ],
 )

@@ -182,6 +182,11 @@ def _coerce(hint: Any, value: Any, name: str, source: str) -> Any:
         return Path(value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads "5e-5" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if isinstance(hint, type) and not isinstance(value, hint):
