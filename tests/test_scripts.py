@@ -58,3 +58,31 @@ def test_install_refuses_a_damaged_or_missing_piece(tmp_path: Path) -> None:
     piece.write_bytes(b"\0" + piece.read_bytes()[1:])
     assert _stage(tmp_path, "receive", str(tmp_path / "parts" / "01")).returncode == 0
     assert _stage(tmp_path, "install").returncode != 0
+
+
+def test_auto_mode_proxy_replaces_declines_and_loops_as_auto_mode_does() -> None:
+    """scripts/auto_mode_proxy.py keeps a model answer only where auto mode would show it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("proxy", ROOT / "scripts" / "auto_mode_proxy.py")
+    assert spec and spec.loader
+    proxy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(proxy)
+    reference = "warp 是 32 个线程，由 warp scheduler 调度。"
+    prompts = [{"id": f"q{n}"} for n in range(5)]
+    good = "warp 是 32 个线程[1]，由 warp scheduler 调度。"
+    generations = [
+        {"row": 0, "text": good, "finish_reason": "stop"},
+        {"row": 1, "text": good, "finish_reason": "length"},  # ran on
+        {"row": 2, "text": "教材索引中没有这个问题。", "finish_reason": "stop"},  # declined
+        {"row": 3, "text": "warp 调度的单位是线程束，" * 4, "finish_reason": "stop"},  # repeats
+        {"row": 4, "text": good, "finish_reason": "stop"},
+    ]
+    evaluated = [{"id": f"q{n}", "type": "open", "mode": "extractive", "reference": reference,
+                  "answer": "block 由 thread 组成。"} for n in range(4)]  # fmt: skip
+    evaluated.append({**evaluated[0], "id": "q4", "mode": "extractive+calculate"})
+    row = proxy.score(prompts, generations, evaluated, loop_span=12)
+    assert row["model_answers"] == 1 and row["n"] == 5
+    # the one shown answer matches the reference's Latin words once its marker is dropped
+    alone = proxy.score(prompts[:1], generations[:1], evaluated[:1], loop_span=12)
+    assert alone["course"] == 1.0
