@@ -325,3 +325,11 @@ def test_unlikelihood_trains_through_the_answers_head_only(
         history = json.loads((result.out / "log_history.json").read_text())
         losses[weight] = [h["loss"] for h in history if "loss" in h]
     assert losses[1.0][0] > losses[0.0][0]  # same data, same start: the added term shows
+
+
+def test_a_trimmed_vocabulary_copy_is_refused_as_a_training_base(tmp_path: Path) -> None:
+    """A trimmed copy (generation/vocab.py) keeps the full tokenizer, whose ids overrun its
+    embedding: training on it failed deep inside torch with "index out of range"."""
+    (tmp_path / "vocab_map.json").write_text("{}")
+    with pytest.raises(ValueError, match="trimmed-vocabulary copy"):
+        _cfg(tmp_path, tmp_path / "rows.json", tmp_path / "out")

@@ -30,6 +30,7 @@ import yaml
 
 from pmpprag import models
 from pmpprag.config import option, to_dict
+from pmpprag.generation.vocab import MAP_FILE
 from pmpprag.schema import atomic_folder, atomic_write, check_stage_output
 from pmpprag.train.data import load_rows, to_conversations
 
@@ -105,6 +106,12 @@ class TrainConfig:
             raise ValueError("--lora_r, --batch_size and --grad_accum must be at least 1")
         if self.finetune not in ("lora", "full"):
             raise ValueError(f"--finetune {self.finetune!r}: use lora or full")
+        if (Path(self.model).expanduser() / MAP_FILE).is_file():
+            raise ValueError(
+                f"--model {self.model} is a trimmed-vocabulary copy (it has {MAP_FILE}), made for "
+                "CPU decoding only: its tokenizer gives ids of the full vocabulary. Train the full "
+                "model (--model gemma3-270m); adapters on the decoder body serve both."
+            )
         if self.finetune == "full" and self.adapter:
             raise ValueError(
                 "--finetune full trains the weights of --model: give it the folder to start from "
