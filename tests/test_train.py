@@ -262,6 +262,8 @@ def test_unlikelihood_candidates_are_each_positions_earlier_answer_tokens() -> N
     pairs = sorted(zip(row.tolist(), token.tolist(), strict=True))
     # positions 0..4 are sequence 0's targets 5 7 5 9 7, positions 5..7 sequence 1's 3 3 5
     assert pairs == [(1, 5), (2, 7), (3, 5), (3, 7), (4, 5), (4, 9), (7, 3)]
+    row, token = previous_token_pairs(torch.full((2, 4), -100))  # nothing labelled
+    assert row.numel() == token.numel() == 0
 
 
 def test_unlikelihood_loss_adds_minus_log_one_minus_p_of_used_tokens() -> None:

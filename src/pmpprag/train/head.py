@@ -41,7 +41,7 @@ def previous_token_pairs(labels: Any) -> tuple[Any, Any]:
         tokens.append(targets[earlier][keep])
         offset += n
     row, token = torch.cat(rows), torch.cat(tokens)
-    width = int(labels.max()) + 1 if labels.numel() else 1
+    width = max(int(labels.max()), 0) + 1 if labels.numel() else 1  # all -100: no pairs
     unique = torch.unique(row * width + token)
     return unique // width, unique % width
 
