@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 from pathlib import Path
 
 from pmpprag.eval.metrics import cjk_rouge_l, course_rouge_l, repeated_ngram_share
-from pmpprag.rag.prompts import DECLINES
-from pmpprag.schema import atomic_write
-from pmpprag.text import repeats_itself
+from pmpprag.rag.pipeline import loop_verdict
+from pmpprag.rag.prompts import declines
+from pmpprag.schema import CITATION_MARKER, atomic_write
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -44,9 +43,9 @@ def score(
         answer = item["answer"]
         generated = by_id.get(item["id"])
         if item["mode"] == "extractive" and generated is not None:  # not the calculator's
-            text = re.sub(r"\s*\[\d{1,2}\]", "", generated["text"]).strip()
-            loops = generated["finish_reason"] == "length" or repeats_itself(text, loop_span)
-            if not text.startswith(DECLINES) and not loops:
+            text = CITATION_MARKER.sub("", generated["text"]).strip()  # as /predict drops them
+            loops = loop_verdict(generated["text"], generated["finish_reason"], loop_span)
+            if not declines(text) and not loops:
                 answer, written = text, written + 1
         course.append(course_rouge_l(answer, item["reference"]))
         cjk.append(cjk_rouge_l(answer, item["reference"]))

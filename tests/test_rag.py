@@ -450,3 +450,18 @@ def test_the_key_code_line_is_never_the_tail_of_a_statement_cut_over_lines() -> 
     said = [Sentence("The index is `int lin = threadIdx.x + threadIdx.y * blockDim.x;`.", 1, 0)]
     again = key_code_line("How is threadIdx.y * blockDim.x used for the warp?", [hit], said)
     assert again is None or again[0] != line[0]
+
+
+def test_one_reading_of_a_loop_and_of_a_refusal() -> None:
+    """rag.pipeline.loop_verdict and rag.prompts.declines: what auto mode replaces, shared by
+    the assistant, `pmpprag onpolicy` and scripts/auto_mode_proxy.py."""
+    from pmpprag.rag.pipeline import loop_verdict
+    from pmpprag.rag.prompts import NOT_COVERED, declines
+
+    loop = "每个线程块又由线程构成的数组，" * 3
+    assert loop_verdict("短答案。", "length", 32) == "ran_on"
+    assert loop_verdict(loop, "stop", 12) == "repeated"
+    assert loop_verdict(loop, "stop", 0) == ""  # the repeat rule off
+    assert loop_verdict("warp 是 32 个线程。", "stop", 12) == ""
+    assert declines("  " + NOT_COVERED["zh"]) and declines(NOT_COVERED["en"])
+    assert not declines("The textbook says a warp has 32 threads.")

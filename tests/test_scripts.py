@@ -70,7 +70,7 @@ def test_auto_mode_proxy_replaces_declines_and_loops_as_auto_mode_does() -> None
     spec.loader.exec_module(proxy)
     reference = "warp 是 32 个线程，由 warp scheduler 调度。"
     prompts = [{"id": f"q{n}"} for n in range(5)]
-    good = "warp 是 32 个线程[1]，由 warp scheduler 调度。"
+    good = "warp 是 32 个线程。[1] 由 warp scheduler 调度。"  # a marker as the model writes it
     generations = [
         {"row": 0, "text": good, "finish_reason": "stop"},
         {"row": 1, "text": good, "finish_reason": "length"},  # ran on
@@ -83,6 +83,7 @@ def test_auto_mode_proxy_replaces_declines_and_loops_as_auto_mode_does() -> None
     evaluated.append({**evaluated[0], "id": "q4", "mode": "extractive+calculate"})
     row = proxy.score(prompts, generations, evaluated, loop_span=12)
     assert row["model_answers"] == 1 and row["n"] == 5
-    # the one shown answer matches the reference's Latin words once its marker is dropped
+    # the one shown answer matches the reference's Latin words once its marker ("[1]", whose
+    # digit the course metric would count) is dropped as /predict drops it
     alone = proxy.score(prompts[:1], generations[:1], evaluated[:1], loop_span=12)
     assert alone["course"] == 1.0

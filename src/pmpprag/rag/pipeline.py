@@ -60,6 +60,7 @@ from pmpprag.rag.prompts import (
     WORKED_LEAD,
     build_context,
     cited_numbers,
+    declines,
     split_choices,
     trim_texts,
     user_turn,
@@ -70,7 +71,17 @@ from pmpprag.text import english_terms, has_cjk, repeats_itself
 logger = logging.getLogger(__name__)
 
 
-__all__ = ["Assistant", "Question", "RagConfig"]
+__all__ = ["Assistant", "Question", "RagConfig", "loop_verdict"]
+
+
+def loop_verdict(text: str, finish_reason: str, loop_span: int) -> str:
+    """Why a reply counts as a loop: "ran_on" (it ran to the token limit), "repeated" (it
+    repeats a ``loop_span``-character run of itself; 0 turns that rule off), or "" (it does
+    not). Auto mode replaces such a reply with the extractive answer."""
+    if finish_reason == "length":
+        return "ran_on"
+    return "repeated" if loop_span > 0 and repeats_itself(text, loop_span) else ""
+
 
 # The best multiple-choice method per model, measured on the team's sample set (README).
 MCQ_DEFAULTS: dict[str, McqMethod] = {
@@ -399,11 +410,7 @@ class Assistant:
         questions (71 of the Chinese dev set's 100 after DPO, 32 after SFT; the second, whose DPO
         data rejects needless refusals, for none), and the retrieval gate, measured on held-out
         questions, is the better judge of coverage."""
-        return (
-            self.cfg.mode == "auto"
-            and self.retriever is not None
-            and text.lstrip().startswith(DECLINES)
-        )
+        return self.cfg.mode == "auto" and self.retriever is not None and declines(text)
 
     def _cuts_loops(self) -> bool:
         """Auto mode with ``cut_to_extractive``: a looping reply gives way to the extractive
@@ -418,9 +425,7 @@ class Assistant:
         0.389 against 0.320)."""
         if not self._cuts_loops():
             return ""
-        if generation.finish_reason == "length":
-            return "ran_on"
-        return "repeated" if self._repeats(generation.text) else ""
+        return loop_verdict(generation.text, generation.finish_reason, self.cfg.loop_span)
 
     def _repeats(self, text: str) -> bool:
         return (

@@ -57,6 +57,14 @@ NOT_COVERED = {
 # How the not-covered sentences (NOT_COVERED) open: a reply that opens so declines (auto mode
 # stops listening there). Long enough that no answer starts so by chance ("The textbook ...").
 DECLINES = ("教材索引中没有", "The textbook index does not")
+
+
+def declines(text: str) -> bool:
+    """Whether a reply opens with the not-covered sentence: how the assistant, `pmpprag
+    onpolicy` and the dev-set proxy read a refusal."""
+    return text.lstrip().startswith(DECLINES)
+
+
 # After the quoted sentences when the question is about code: the listing line that matches it.
 KEY_CODE = {"en": "Key code: `{code}`", "zh": "关键代码：`{code}`。"}
 # Before the quoted sentences when the worked-formula calculator read the question.

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from pmpprag.config import option, to_dict
 from pmpprag.generation import GeneratorConfig, SamplingConfig, load_generator
-from pmpprag.rag.prompts import DECLINES
+from pmpprag.rag.prompts import declines
 from pmpprag.schema import CITATION_MARKER, atomic_write
 from pmpprag.text import char_ngrams, has_cjk
 from pmpprag.train.data import load_rows, prompt_messages
@@ -109,11 +109,6 @@ def _overlap(answer: str, reference: str) -> float:
     return 2 * len(a & b) / (len(a) + len(b)) if a and b else 0.0
 
 
-def _declines(text: str) -> bool:
-    """Opens with the not-covered sentence, as the assistant reads a refusal."""
-    return _plain(text).startswith(DECLINES)
-
-
 def choose_rejected(
     row: dict[str, Any], generated: dict[str, Any], same_overlap: float
 ) -> tuple[str, str]:
@@ -122,8 +117,12 @@ def choose_rejected(
     answer = generated["text"].strip()
     if not answer:
         return answer, "on-policy-empty"
-    if _declines(row["chosen"]):
-        return (row["rejected"], "kept") if _declines(answer) else (answer, "on-policy-unsupported")
+    if declines(_plain(row["chosen"])):
+        return (
+            (row["rejected"], "kept")
+            if declines(_plain(answer))
+            else (answer, "on-policy-unsupported")
+        )
     if _overlap(answer, row["chosen"]) >= same_overlap:
         return row["rejected"], "kept"
     if generated.get("finish_reason") == "length":
@@ -199,7 +198,7 @@ def _score_answers(rows: list[dict[str, Any]], done: dict[int, dict[str, Any]]) 
 
     by_lang: dict[str, list[tuple[float, float, float, bool]]] = {}
     for i, row in enumerate(rows):
-        if i not in done or _declines(row["chosen"]):
+        if i not in done or declines(_plain(row["chosen"])):
             continue
         answer, reference = _plain(done[i]["text"]), _plain(row["chosen"])
         lang = row.get("lang") or ("zh" if has_cjk(row["instruction"][-200:]) else "en")

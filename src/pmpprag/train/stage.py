@@ -242,12 +242,9 @@ def _build_trainer(cfg: TrainConfig, device: str, train_rows: list, val_rows: li
     val = to_conversations(val_rows, cfg.method) if val_rows else None
     if cfg.method == "sft":
         head = cfg.lm_head if cfg.lm_head != "auto" else "answers" if device == "cpu" else "trl"
-        if cfg.unlikelihood:
-            head = "answers"
+        answers_head = head == "answers" or cfg.unlikelihood > 0  # unlikelihood lives there
         trainer_class = (
-            _answer_head_sft_trainer(SFTTrainer, cfg.unlikelihood)
-            if head == "answers"
-            else SFTTrainer
+            _answer_head_sft_trainer(SFTTrainer, cfg.unlikelihood) if answers_head else SFTTrainer
         )
         return trainer_class(
             model=model,
