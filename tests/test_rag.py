@@ -15,6 +15,7 @@ from pmpprag.api import Assistant, Question, RagConfig
 from pmpprag.generation import Generation, GeneratorConfig, SamplingConfig
 from pmpprag.rag.extractive import (
     Sentence,
+    asks_to_write_code,
     key_code_line,
     select_sentences,
     split_sentences,
@@ -23,7 +24,7 @@ from pmpprag.rag.extractive import (
 from pmpprag.rag.prompts import build_context, parse_letter
 from pmpprag.schema import CITATION_MARKER, Chunk, Hit
 from pmpprag.testsets import read_testset
-from pmpprag.text import cjk_share, english_terms
+from pmpprag.text import cjk_share, english_terms, prose
 
 ROOT = Path(__file__).parents[1]
 
@@ -450,6 +451,39 @@ def test_the_key_code_line_is_never_the_tail_of_a_statement_cut_over_lines() -> 
     said = [Sentence("The index is `int lin = threadIdx.x + threadIdx.y * blockDim.x;`.", 1, 0)]
     again = key_code_line("How is threadIdx.y * blockDim.x used for the warp?", [hit], said)
     assert again is None or again[0] != line[0]
+
+
+def test_a_question_that_asks_for_code_gets_the_whole_listing() -> None:
+    hit = _zh_hit(1, 2, 10, "向量加法", "向量加法 kernel：\n\n```c\n__global__ void vecAddKernel("
+                  "float* A, float* B, float* C, int n) {\n    int i = blockIdx.x * blockDim.x + "
+                  "threadIdx.x;  // 全局下标\n    if (i < n) C[i] = A[i] + B[i];\n}\n```\n")  # fmt: skip
+    question = "写出向量加法 kernel vecAddKernel，每个线程用 blockIdx.x、threadIdx.x 算下标。"
+    assert asks_to_write_code(question) and asks_to_write_code(
+        "Write a kernel that adds two vectors."
+    )
+    assert not asks_to_write_code("分块矩阵乘法中如何载入 Mds？写出关键语句。")  # the key line
+    assert not asks_to_write_code("vecAddKernel 的下标怎样计算？")  # about code, not asked for
+    line = key_code_line(question, [hit], [])
+    assert line == ("int i = blockIdx.x * blockDim.x + threadIdx.x;", 1)
+    listing = key_code_line(question, [hit], [], whole=30)
+    assert listing is not None and listing[1] == 1
+    assert listing[0].split("\n") == [
+        "__global__ void vecAddKernel(float* A, float* B, float* C, int n) {",
+        "int i = blockIdx.x * blockDim.x + threadIdx.x;",
+        "if (i < n) C[i] = A[i] + B[i];",
+        "}",
+    ]
+    assert key_code_line(question, [hit], [], whole=2)[0].count("\n") == 1  # type: ignore[index]
+
+
+def test_a_chinese_request_for_a_kernel_is_answered_with_its_listing(assistant: Assistant) -> None:
+    """The real pipeline: Chinese sentences first, then the notes' listing in a fenced block,
+    cited; the answer still counts as Chinese prose."""
+    answer = assistant.ask("写出分块矩阵乘法的 kernel，用共享内存 Mds 和 Nds 载入 tile。")
+    assert "代码：\n```\n" in answer.text and "Mds[ty][tx]" in answer.text.split("代码：")[-1]
+    assert answer.text.split("代码：")[-1].count("\n") >= 5
+    assert cjk_share(prose(answer.text)) >= 0.5
+    assert prose("a ```x = 1;``` b") == "a   b"
 
 
 def test_one_reading_of_a_loop_and_of_a_refusal() -> None:

@@ -15,6 +15,7 @@ __all__ = [
     "english_terms",
     "has_cjk",
     "normalise",
+    "prose",
     "prose_language",
 ]
 
@@ -32,6 +33,11 @@ def cjk_share(text: str) -> float:
     cjk = len(CJK.findall(text))
     latin = len(_LATIN_WORD.findall(text))
     return cjk / (cjk + latin) if cjk + latin else 0.0
+
+
+def prose(text: str) -> str:
+    """The text without its fenced code blocks (a listing is neither Chinese nor English prose)."""
+    return re.sub(r"```.*?```", " ", text, flags=re.DOTALL)
 
 
 def prose_language(text: str) -> Literal["en", "zh"]:

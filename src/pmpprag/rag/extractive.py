@@ -33,6 +33,7 @@ __all__ = [
     "LEXICAL_WEIGHT",
     "Sentence",
     "asks_for_code",
+    "asks_to_write_code",
     "key_code_line",
     "select_sentences",
     "split_sentences",
@@ -54,6 +55,14 @@ _ZH_SPLIT = re.compile(r"(?<=[。！？])")
 _ZH_END = "。！；）」”"  # not ？ (a question is no answer) nor ： (it leads into a list)
 MIN_HANZI = 12  # shorter runs are headings and list labels (dev set: 8 -> 12 lifts 0.289 -> 0.291)
 _DEFINES = re.compile(r"是|指|称为|叫做|表示|用于|负责|意味着|\bis\b|\bare\b|\bmeans\b|\brefers\b")
+# A question that asks for code to be written, completed or fixed (not one about code): its
+# answer gets the whole listing (:func:`key_code_line`'s ``whole``).
+_WRITE_CODE = re.compile(
+    r"写出|编写|写一个|写一段|补全|改正|改写|伪代码|实现.{0,6}(?:kernel|核函数|函数|代码)"
+    r"|\b(?:write|implement|complete|fix)\b",
+    re.IGNORECASE,
+)
+_ONE_STATEMENT = re.compile(r"关键(?:语句|代码行)|\bkey (?:statement|line)\b", re.IGNORECASE)
 _CODE_QUESTION = re.compile(
     r"代码|写出|语句|声明|调用|\b(?:code|listing|statement|declare|write|call)s?\b", re.IGNORECASE
 )
@@ -298,6 +307,12 @@ def _book_order(hits: list[Hit], sentence: Sentence) -> tuple[int, int, int, int
     )
 
 
+def asks_to_write_code(question: str) -> bool:
+    """Does the question ask for code to be written, completed or fixed ("写出 kernel", "补全")?
+    Not when it asks for the key statement ("写出关键语句"): the key line answers that."""
+    return _WRITE_CODE.search(question) is not None and not _ONE_STATEMENT.search(question)
+
+
 def asks_for_code(question: str) -> bool:
     """Is the question about code: code words, or an identifier such as `blockIdx.x`?"""
     if _CODE_QUESTION.search(question):
@@ -331,12 +346,15 @@ def _statements(block: str) -> list[str]:
     return out
 
 
-def key_code_line(question: str, hits: list[Hit], chosen: list[Sentence]) -> tuple[str, int] | None:
+def key_code_line(
+    question: str, hits: list[Hit], chosen: list[Sentence], whole: int = 0
+) -> tuple[str, int] | None:
     """(line, passage number) of the listing line that best matches the question: identifiers
     the question spells count twice, the glossary's English for its terms once, the chosen
     sentences' identifiers break ties, and a statement (ending in ";") beats a declaration; a
     line a chosen sentence already ends with (:func:`_inline_formulas`) is not repeated.
-    None when no line shares at least two of them (C keywords aside)."""
+    None when no line shares at least two of them (C keywords aside). With ``whole``, the
+    listing that holds that line instead: its first ``whole`` statements, one per line."""
     spelled = {t for t in tokenize(question) if t.isascii()} - _C_WORDS
     glossed = {t for term in load_glossary().english(question, 1) for t in tokenize(term)} - spelled
     context = {t for t in tokenize(" ".join(s.text for s in chosen)) if t.isascii()} - _C_WORDS
@@ -353,7 +371,7 @@ def key_code_line(question: str, hits: list[Hit], chosen: list[Sentence]) -> tup
                 score = (2 * shared[0] + shared[1] + 0.1 * len(context & tokens)
                          + 0.5 * code.endswith(";") - 0.01 * n)  # fmt: skip
                 if sum(shared) >= 2 and (best is None or score > best[0]):
-                    best = (score, code, n)
+                    best = (score, "\n".join(_statements(block)[:whole]) if whole else code, n)
     return (best[1], best[2]) if best else None
 
 

@@ -67,6 +67,9 @@ def declines(text: str) -> bool:
 
 # After the quoted sentences when the question is about code: the listing line that matches it.
 KEY_CODE = {"en": "Key code: `{code}`", "zh": "关键代码：`{code}`。"}
+# After them, for a question that asks for code to be written (extractive.asks_to_write_code):
+# the notes' listing that holds the key line.
+KEY_LISTING = {"en": "Code:\n```\n{code}\n```\n", "zh": "代码：\n```\n{code}\n```\n"}
 # Before the quoted sentences when the worked-formula calculator read the question.
 WORKED_LEAD = {"en": "Worked: {work}. ", "zh": "计算：{work}。"}
 # The user turn: passages, question, and for MCQ the options (its instruction follows them).
@@ -116,7 +119,7 @@ def trim_texts(questions: Iterable[str] = ()) -> list[str]:
     answered differently)."""
     from pmpprag.rag.calc import solve, worked_text
 
-    texts = [str(v) for table in (ANSWER_INSTRUCTIONS, CONCISE, NOT_COVERED, KEY_CODE, WORKED_LEAD,
+    texts = [str(v) for table in (ANSWER_INSTRUCTIONS, CONCISE, NOT_COVERED, KEY_CODE, KEY_LISTING, WORKED_LEAD,
                                   CALCULATOR_HINT, USER_TURN, PROVENANCE) for v in table.values()]  # fmt: skip
     texts.append(MCQ_INSTRUCTIONS)
     samples = {
