@@ -1,4 +1,5 @@
 """Extractive answers and evidence scoring: no model reasoning, only the textbook's sentences.
+It stays one module: splitting, scoring, choosing and the code line share one sentence model.
 
 A 135M-parameter generator writes fluent, wrong prose; the retrieved passages are right. So the
 extractive mode answers with the passages' most relevant sentences (scored by embedding
