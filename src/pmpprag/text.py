@@ -41,8 +41,9 @@ def prose(text: str) -> str:
 
 
 def prose_language(text: str) -> Literal["en", "zh"]:
-    """ "zh" when at least half of the prose's words are Chinese characters."""
-    return "zh" if cjk_share(text) >= 0.5 else "en"
+    """ "zh" when at least half of the prose's words (fenced code left out) are Chinese
+    characters."""
+    return "zh" if cjk_share(prose(text)) >= 0.5 else "en"
 
 
 def normalise(text: str) -> str:

@@ -47,7 +47,7 @@ from pmpprag.rag.pipeline import Assistant, Question, RagConfig
 from pmpprag.rag.prompts import parse_letter
 from pmpprag.schema import Answer, atomic_write, write_jsonl
 from pmpprag.testsets import TestItem, read_testset
-from pmpprag.text import cjk_share, has_cjk, prose
+from pmpprag.text import has_cjk, prose_language
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def score_items(
             row["rouge_l"] = rouge_l(answer, item.answer)
             row["repeated_4gram"] = repeated_ngram_share(answer)
             if has_cjk(item.question):  # is the answer to a Chinese question written in Chinese?
-                row["mostly_chinese"] = float(cjk_share(prose(answer)) >= 0.5)
+                row["mostly_chinese"] = float(prose_language(answer) == "zh")
             if item.key_points:
                 kp = keypoint_coverage(answer, item.key_points, embedder)
                 row.update(key_point_coverage=kp.coverage, key_points_matched=kp.matched,

@@ -28,7 +28,7 @@ import numpy as np
 from pmpprag.index.lexical import load_glossary, tokenize
 from pmpprag.index.twins import bridge_text
 from pmpprag.schema import Hit
-from pmpprag.text import CJK, has_cjk
+from pmpprag.text import CJK, has_cjk, prose
 
 __all__ = [
     "LEXICAL_WEIGHT",
@@ -140,10 +140,10 @@ def split_sentences(hits: list[Hit]) -> list[Sentence]:
     for n, hit in enumerate(hits, 1):
         chinese = hit.chunk.lang == "zh"
         text = _inline_formulas(hit.chunk.text, chinese)
-        prose = re.sub(r"```.*?```", " ", text, flags=re.DOTALL)
+        without_code = prose(text)
         position = 0
         pitfalls = _PITFALLS.search(hit.chunk.section_title) is not None
-        for paragraph in prose.split("\n"):
+        for paragraph in without_code.split("\n"):
             pieces = (_ZH_SPLIT if chinese else _SPLIT).split(paragraph.strip())
             # an item of a pitfalls list opens with the mistake itself: say that it is one
             mistake = pitfalls and paragraph.startswith(("- ", "\u2022 "))

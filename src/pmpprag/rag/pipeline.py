@@ -437,11 +437,8 @@ class Assistant:
         return loop_verdict(generation.text, generation.finish_reason, self.cfg.loop_span)
 
     def _repeats(self, text: str) -> bool:
-        return (
-            self._cuts_loops()
-            and self.cfg.loop_span > 0
-            and repeats_itself(text, self.cfg.loop_span)
-        )
+        """A stream so far (no finish reason yet) already loops, by :func:`loop_verdict`."""
+        return self._cuts_loops() and loop_verdict(text, "", self.cfg.loop_span) == "repeated"
 
     def _batch_sampling(self) -> SamplingConfig:
         """The configured decoding; a reply that repeats itself is replaced, so the back-end may
