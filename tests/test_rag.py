@@ -476,6 +476,46 @@ def test_a_question_that_asks_for_code_gets_the_whole_listing() -> None:
     assert key_code_line(question, [hit], [], whole=2)[0].count("\n") == 1  # type: ignore[index]
 
 
+def test_a_request_for_a_named_kernel_gets_the_listing_that_defines_it() -> None:
+    """The host stub that launches vecAddKernel shares more words with the question than the
+    kernel does; the kernel is what was asked for."""
+    host = _zh_hit(1, 2, 10, "向量加法", "主机桩函数：\n\n```c\nvoid vecAdd(float* A_h, float* B_h, "
+                   "float* C_h, int n) {\n    int size = n * sizeof(float);\n    vecAddKernel<<<"
+                   "ceil(n / 256.0), 256>>>(A_d, B_d, C_d, n);\n}\n```\n")  # fmt: skip
+    kernel = _zh_hit(2, 2, 20, "向量加法", "```c\n__global__ void vecAddKernel(float* A, float* B, "
+                     "float* C, int n) {\n    int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
+                     "    if (i < n) C[i] = A[i] + B[i];\n}\n```\n")  # fmt: skip
+    question = "写出 vecAddKernel，它以 ceil(n / 256.0) 个线程块、每块 256 个线程启动。"
+    listing = key_code_line(question, [host, kernel], [], whole=30)
+    assert listing is not None and listing[1] == 2 and listing[0].startswith("__global__")
+    # the key line alone still comes from whichever line matches best
+    assert key_code_line(question, [host, kernel], []) is not None
+
+
+def test_a_listing_cut_over_chunks_is_offered_whole(assistant: Assistant) -> None:
+    """The real index cuts long listings into code-only chunks of one source block (Markdown
+    notes: the same source lines); the pieces are joined, still cited as the chunk that was hit."""
+    retriever = assistant.retriever
+    assert retriever is not None
+    pieces: dict[tuple[object, ...], list[str]] = {}
+    for c in retriever.chunks:
+        text = c.text.strip()
+        if (
+            text.count("```") == 2
+            and text.startswith("```")
+            and text.endswith("```")
+            and c.line_start
+        ):
+            key = (c.chapter, c.section, c.lang, c.line_start, c.line_end)
+            pieces.setdefault(key, []).append(c.chunk_id)
+    cut = [ids for ids in pieces.values() if len(ids) >= 2]
+    assert cut, "the companion index has no listing cut over chunks any more"
+    chunk = next(c for c in retriever.chunks if c.chunk_id == cut[0][0])
+    joined = assistant._joined_listing(Hit(chunk=chunk, score=1.0, rank=1))
+    assert joined.chunk.text.count("```") == 2 and len(joined.chunk.text) > len(chunk.text)
+    assert joined.chunk.chunk_id == chunk.chunk_id  # still cited as the chunk that was hit
+
+
 def test_a_chinese_request_for_a_kernel_is_answered_with_its_listing(assistant: Assistant) -> None:
     """The real pipeline: Chinese sentences first, then the notes' listing in a fenced block,
     cited; the answer still counts as Chinese prose."""

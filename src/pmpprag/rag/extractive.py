@@ -84,6 +84,8 @@ _CONNECTIVE = re.compile(
 _SUBQUESTION = re.compile(r"(?<=[？?；;])")
 # Sections that list mistakes ("常见误区", "Common pitfalls"): each item opens with the mistake.
 _PITFALLS = re.compile(r"常见(?:误区|错误|陷阱)|pitfall|mistake", re.IGNORECASE)
+# a function definition's name: "__global__ void vecAddKernel(" (a prototype ends in ";")
+_FUNCTION_NAME = re.compile(r"\b(?:void|int|float|double|bool|char)\s*\*?\s+(\w+)\s*\(")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(\))?")
 
 
@@ -355,14 +357,20 @@ def key_code_line(
     sentences' identifiers break ties, and a statement (ending in ";") beats a declaration; a
     line a chosen sentence already ends with (:func:`_inline_formulas`) is not repeated.
     None when no line shares at least two of them (C keywords aside). With ``whole``, the
-    listing that holds that line instead: its first ``whole`` statements, one per line."""
+    listing that holds that line instead: ``whole`` statements around it, one per line, and a
+    listing that defines a function the question names (``vecAddKernel``) beats one that only
+    calls it."""
     spelled = {t for t in tokenize(question) if t.isascii()} - _C_WORDS
     glossed = {t for term in load_glossary().english(question, 1) for t in tokenize(term)} - spelled
     context = {t for t in tokenize(" ".join(s.text for s in chosen)) if t.isascii()} - _C_WORDS
     best: tuple[float, str, int] | None = None
     for n, hit in enumerate(hits, 1):
         for block in re.findall(r"```[^\n]*\n(.*?)```", hit.chunk.text, flags=re.DOTALL):
-            for code in _statements(block):
+            statements = _statements(block)
+            names = {m.lower() for c in statements if not c.endswith(";")
+                     for m in _FUNCTION_NAME.findall(c)}  # fmt: skip
+            defines = 100.0 * bool(whole and names & spelled)
+            for at, code in enumerate(statements):
                 if len(code) < 8 or code.startswith(("#", "/*", "*", "}")):
                     continue
                 if any(f"`{code}`" in s.text for s in chosen):  # a sentence already ends with it
@@ -370,9 +378,14 @@ def key_code_line(
                 tokens = set(tokenize(code))
                 shared = len(spelled & tokens), len(glossed & tokens)
                 score = (2 * shared[0] + shared[1] + 0.1 * len(context & tokens)
-                         + 0.5 * code.endswith(";") - 0.01 * n)  # fmt: skip
+                         + 0.5 * code.endswith(";") + defines - 0.01 * n)  # fmt: skip
                 if sum(shared) >= 2 and (best is None or score > best[0]):
-                    best = (score, "\n".join(_statements(block)[:whole]) if whole else code, n)
+                    start = max(0, min(at - whole // 3, len(statements) - whole))
+                    best = (
+                        score,
+                        "\n".join(statements[start : start + whole]) if whole else code,
+                        n,
+                    )
     return (best[1], best[2]) if best else None
 
 

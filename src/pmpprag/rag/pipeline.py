@@ -527,6 +527,8 @@ class Assistant:
             # and the chunk holding the chosen line joins the passages so that it can be cited
             listings = hits + self._section_listings(hits)
             whole = LISTING_STATEMENTS if asks_to_write_code(question) else 0
+            if whole:  # a listing cut over chunks is offered whole, so a window of it can be shown
+                listings = [self._joined_listing(h) for h in listings]
             code = key_code_line(question, listings, sentences, whole)
             if code is not None and code[1] > len(hits):
                 hits = [*hits, listings[code[1] - 1].model_copy(update={"rank": len(hits) + 1})]
@@ -559,6 +561,24 @@ class Assistant:
             and c.chunk_id not in given
             and "```" in c.text
         ]
+
+    def _joined_listing(self, hit: Hit) -> Hit:
+        """The hit, with the code of a listing the chunker cut over several code-only chunks
+        (one source block: the same section and source lines) joined into one fenced block."""
+        chunk = hit.chunk
+        if self.retriever is None or not _code_only(chunk.text) or chunk.line_start is None:
+            return hit
+        parts = [
+            c.text.strip()[3:-3].split("\n", 1)[-1].rstrip()
+            for c in self.retriever.chunks
+            if (c.chapter, c.section, c.lang, c.line_start, c.line_end)
+            == (chunk.chapter, chunk.section, chunk.lang, chunk.line_start, chunk.line_end)
+            and _code_only(c.text)
+        ]
+        if len(parts) < 2:
+            return hit
+        joined = "```\n" + "\n".join(parts) + "\n```"
+        return hit.model_copy(update={"chunk": chunk.model_copy(update={"text": joined})})
 
     def _abstractive(
         self, question: str, context: Any, generation: Generation, retrieval_s: float, batch: int
@@ -603,3 +623,9 @@ class Assistant:
                       passages=hits, prompt_tokens=gen.prompt_tokens if gen else 0,
                       completion_tokens=gen.completion_tokens if gen else 0, retrieval_s=retrieval_s,
                       ttft_s=gen.ttft_s if gen else 0.0, wall_s=time.perf_counter() - started)  # fmt: skip
+
+
+def _code_only(text: str) -> bool:
+    """Is the text one fenced code block and nothing else?"""
+    text = text.strip()
+    return text.startswith("```") and text.endswith("```") and text.count("```") == 2
