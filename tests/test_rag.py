@@ -16,6 +16,7 @@ from pmpprag.generation import Generation, GeneratorConfig, SamplingConfig
 from pmpprag.rag.extractive import (
     Sentence,
     asks_to_write_code,
+    joined_listings,
     key_code_line,
     select_sentences,
     split_sentences,
@@ -469,8 +470,8 @@ def test_a_question_that_asks_for_code_gets_the_whole_listing() -> None:
     assert listing is not None and listing[1] == 1
     assert listing[0].split("\n") == [
         "__global__ void vecAddKernel(float* A, float* B, float* C, int n) {",
-        "int i = blockIdx.x * blockDim.x + threadIdx.x;",
-        "if (i < n) C[i] = A[i] + B[i];",
+        "    int i = blockIdx.x * blockDim.x + threadIdx.x;",  # indented as in the notes
+        "    if (i < n) C[i] = A[i] + B[i];",
         "}",
     ]
     assert key_code_line(question, [hit], [], whole=2)[0].count("\n") == 1  # type: ignore[index]
@@ -490,6 +491,31 @@ def test_a_request_for_a_named_kernel_gets_the_listing_that_defines_it() -> None
     assert listing is not None and listing[1] == 2 and listing[0].startswith("__global__")
     # the key line alone still comes from whichever line matches best
     assert key_code_line(question, [host, kernel], []) is not None
+
+
+def test_listings_cut_over_chunks_are_joined_by_source_lines_or_open_braces() -> None:
+    def chunk(i: int, text: str, line: int | None, section: str = "2.1") -> Chunk:
+        return Chunk(chunk_id=f"k{i}", text=text, chapter=2, chapter_title="t", section=section,
+                     section_title="s", kind="text", n_tokens=20, source="x", line_start=line,
+                     line_end=None if line is None else line + 9, page_start=3, lang="en")  # fmt: skip
+
+    head, tail = (
+        "```c\n__global__ void k(int *a) {\n    a[0] = 1;\n```",
+        "```\n    a[1] = 2;\n}\n```",
+    )
+    # Markdown: one source block (same lines) is one listing; another block is not part of it
+    md = [chunk(1, head, 10), chunk(2, tail, 10), chunk(3, "```\nint x = 0;\n```", 30)]
+    joined = joined_listings(md)
+    assert set(joined) == {"k1", "k2"}
+    assert joined["k1"] == "```\n__global__ void k(int *a) {\n    a[0] = 1;\n    a[1] = 2;\n}\n```"
+    # PDF (pages only): the run goes on while a brace is open, and stops at the section's end
+    pdf = [chunk(1, head, None), chunk(2, tail, None), chunk(3, "```\nint x = 0;\n```", None),
+           chunk(4, head, None), chunk(5, tail, None, section="2.2")]  # fmt: skip
+    assert set(joined_listings(pdf)) == {"k1", "k2"}
+    # prose between two code chunks ends the run
+    assert (
+        joined_listings([chunk(1, head, None), chunk(2, "Then:", None), chunk(3, tail, None)]) == {}
+    )
 
 
 def test_a_listing_cut_over_chunks_is_offered_whole(assistant: Assistant) -> None:

@@ -18,7 +18,8 @@ strongly the passages support each one (:func:`support_scores`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import textwrap
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -27,7 +28,7 @@ import numpy as np
 
 from pmpprag.index.lexical import load_glossary, tokenize
 from pmpprag.index.twins import bridge_text
-from pmpprag.schema import Hit
+from pmpprag.schema import Chunk, Hit
 from pmpprag.text import CJK, has_cjk, prose
 
 __all__ = [
@@ -336,16 +337,17 @@ _C_WORDS = frozenset(
 _CONTINUES = ("+", "-", "*", "/", "%", "&", "|", "^", "?", ":", ")", "]", "<<", ">>", ".")
 
 
-def _statements(block: str) -> list[str]:
+def _statements(block: str, indent: bool = False) -> list[str]:
     """A listing's lines, comments dropped, with a statement cut over lines joined again
-    ("int lin = threadIdx.x" + "+ threadIdx.y * blockDim.x;" is one line)."""
+    ("int lin = threadIdx.x" + "+ threadIdx.y * blockDim.x;" is one line); with ``indent``
+    each keeps its leading spaces (the same lines, for showing)."""
     out: list[str] = []
     for line in block.split("\n"):
-        code = line.split("//")[0].strip()
-        if out and code.startswith(_CONTINUES) and not out[-1].endswith((";", "{", "}")):
-            out[-1] = f"{out[-1]} {code}"
-        elif code:
-            out.append(code)
+        code = line.split("//")[0].rstrip()
+        if out and code.strip().startswith(_CONTINUES) and not out[-1].endswith((";", "{", "}")):
+            out[-1] = f"{out[-1]} {code.strip()}"
+        elif code.strip():
+            out.append(code if indent else code.strip())
     return out
 
 
@@ -381,12 +383,50 @@ def key_code_line(
                          + 0.5 * code.endswith(";") + defines - 0.01 * n)  # fmt: skip
                 if sum(shared) >= 2 and (best is None or score > best[0]):
                     start = max(0, min(at - whole // 3, len(statements) - whole))
-                    best = (
-                        score,
-                        "\n".join(statements[start : start + whole]) if whole else code,
-                        n,
-                    )
+                    shown = _statements(block, indent=True)[start : start + whole]
+                    best = (score, textwrap.dedent("\n".join(shown)) if whole else code, n)
     return (best[1], best[2]) if best else None
+
+
+def _code_only(text: str) -> bool:
+    """Is the text one fenced code block and nothing else?"""
+    text = text.strip()
+    return text.startswith("```") and text.endswith("```") and text.count("```") == 2
+
+
+def _code_body(text: str) -> str:
+    """A code-only chunk's code: no fences, no language tag."""
+    return text.strip()[3:-3].split("\n", 1)[-1].rstrip()
+
+
+def joined_listings(chunks: Sequence[Chunk]) -> dict[str, str]:
+    """chunk id -> the whole listing, one fenced block, for every code-only chunk of a listing
+    the chunker cut over several: neighbouring chunks of one section that come from one source
+    block (Markdown: the same source lines) or, where chunks carry pages only (PDF), that go on
+    while a brace opened earlier in the run is still open."""
+    runs: list[list[Chunk]] = []
+    depth, prev = 0, None
+    for chunk in chunks:
+        if not _code_only(chunk.text):
+            prev = None
+            continue
+        body = _code_body(chunk.text)
+        if prev is not None and (prev.chapter, prev.section, prev.lang) == (
+            chunk.chapter, chunk.section, chunk.lang
+        ) and (depth > 0 if chunk.line_start is None
+               else (prev.line_start, prev.line_end) == (chunk.line_start, chunk.line_end)):  # fmt: skip
+            runs[-1].append(chunk)
+        else:
+            runs.append([chunk])
+            depth = 0
+        depth += body.count("{") - body.count("}")
+        prev = chunk
+    joined: dict[str, str] = {}
+    for run in runs:
+        if len(run) > 1:
+            text = "```\n" + "\n".join(_code_body(c.text) for c in run) + "\n```"
+            joined.update(dict.fromkeys((c.chunk_id for c in run), text))
+    return joined
 
 
 def support_scores(

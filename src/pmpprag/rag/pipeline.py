@@ -46,6 +46,7 @@ from pmpprag.rag.extractive import (
     LEXICAL_WEIGHT,
     asks_for_code,
     asks_to_write_code,
+    joined_listings,
     key_code_line,
     select_sentences,
     sub_questions,
@@ -216,6 +217,7 @@ class Assistant:
         self.cfg = cfg
         self.retriever = retriever if cfg.rag else None
         self._lazy = _LazyGenerator(cfg.generator, generator)
+        self._listings = joined_listings(self.retriever.chunks) if self.retriever else {}
 
     @classmethod
     def load(cls, config: RagConfig | str | Path | None = None, **overrides: Any) -> Assistant:
@@ -563,22 +565,12 @@ class Assistant:
         ]
 
     def _joined_listing(self, hit: Hit) -> Hit:
-        """The hit, with the code of a listing the chunker cut over several code-only chunks
-        (one source block: the same section and source lines) joined into one fenced block."""
-        chunk = hit.chunk
-        if self.retriever is None or not _code_only(chunk.text) or chunk.line_start is None:
+        """The hit, with a listing the chunker cut over several chunks joined into one fenced
+        block (:func:`~pmpprag.rag.extractive.joined_listings`), still cited as this chunk."""
+        joined = self._listings.get(hit.chunk.chunk_id)
+        if joined is None:
             return hit
-        parts = [
-            c.text.strip()[3:-3].split("\n", 1)[-1].rstrip()
-            for c in self.retriever.chunks
-            if (c.chapter, c.section, c.lang, c.line_start, c.line_end)
-            == (chunk.chapter, chunk.section, chunk.lang, chunk.line_start, chunk.line_end)
-            and _code_only(c.text)
-        ]
-        if len(parts) < 2:
-            return hit
-        joined = "```\n" + "\n".join(parts) + "\n```"
-        return hit.model_copy(update={"chunk": chunk.model_copy(update={"text": joined})})
+        return hit.model_copy(update={"chunk": hit.chunk.model_copy(update={"text": joined})})
 
     def _abstractive(
         self, question: str, context: Any, generation: Generation, retrieval_s: float, batch: int
@@ -623,9 +615,3 @@ class Assistant:
                       passages=hits, prompt_tokens=gen.prompt_tokens if gen else 0,
                       completion_tokens=gen.completion_tokens if gen else 0, retrieval_s=retrieval_s,
                       ttft_s=gen.ttft_s if gen else 0.0, wall_s=time.perf_counter() - started)  # fmt: skip
-
-
-def _code_only(text: str) -> bool:
-    """Is the text one fenced code block and nothing else?"""
-    text = text.strip()
-    return text.startswith("```") and text.endswith("```") and text.count("```") == 2
