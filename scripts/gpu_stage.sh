@@ -3,14 +3,19 @@
 # the working tree, which the shipped adapter has grown to ~21 MB; see ../shared/H200.md).
 #   here:        bash scripts/gpu_stage.sh split build/gpu/p1 build/gpu/w0b ...
 #                -> one tar of those folders' files, cut into build/gpu/parts/00, 01, ...
-#                   (one piece of PART_MB each, default 41 MiB)
+#                   (one piece of PART_MB each; by default what one call's 64 MiB leaves
+#                   beside the working tree, less 2 MiB: 37 MiB with the tree at 23 MiB)
 #   on the GPU, one `run` per part folder, back to back (the machine forgets /root when idle):
 #                bash scripts/gpu_stage.sh receive build/gpu/parts/NN     (carry that folder)
 #   then once:   bash scripts/gpu_stage.sh install   (joins the pieces, checks the tar's sha256,
 #                pip installs its wheels into /root/site and leaves other files in /root/staged)
 # PARTS, STAGED and SITE name other folders (tests/test_scripts.py).
 set -euo pipefail
-PART_MB=${PART_MB:-41}
+if [ -z "${PART_MB:-}" ]; then  # the working tree travels with every call (git's tracked files)
+  tree_mb=$(git ls-files -z | xargs -0 stat -c %s | awk '{s += $1} END {print int(s / 1048576) + 1}')
+  PART_MB=$(( 62 - tree_mb ))
+  if [ "$PART_MB" -lt 8 ]; then echo "the working tree ($tree_mb MiB) leaves no room for a part" >&2; exit 2; fi
+fi
 PARTS=${PARTS:-build/gpu/parts}
 STAGED=${STAGED:-/root/staged}
 SITE=${SITE:-/root/site}
