@@ -516,6 +516,26 @@ def test_listings_cut_over_chunks_are_joined_by_source_lines_or_open_braces() ->
     assert (
         joined_listings([chunk(1, head, None), chunk(2, "Then:", None), chunk(3, tail, None)]) == {}
     )
+    # a listing may open after prose and go on into prose: only the code is joined
+    mixed = [chunk(1, "The kernel:\n\n" + head, None), chunk(2, tail + "\n\nWhy it works.", None),
+             chunk(3, tail, None)]  # fmt: skip
+    assert joined_listings(mixed) == dict.fromkeys(["k1", "k2"], joined["k1"])
+
+
+def test_an_extractive_answer_without_a_chosen_sentence(
+    assistant: Assistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When no sentence passes the choice (a long code request can do that), a code request
+    still gets its listing, and any other question the notes-do-not-cover answer, not an
+    error or an empty text (isolated: the real choice rarely comes back empty)."""
+    import pmpprag.rag.pipeline as pipeline
+    from pmpprag.rag.prompts import NOT_COVERED
+
+    monkeypatch.setattr(pipeline, "select_sentences", lambda *a, **k: [])
+    code = assistant.ask("Write the tiled matrix multiplication kernel with Mds and Nds tiles.")
+    assert code.mode == "extractive" and code.text.startswith("Code:\n```") and code.citations
+    prose = assistant.ask("Why did clock frequencies stop rising in the mid-2000s?")
+    assert prose.mode == "not-covered" and prose.text == NOT_COVERED["en"]
 
 
 def test_a_listing_cut_over_chunks_is_offered_whole(assistant: Assistant) -> None:

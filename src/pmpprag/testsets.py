@@ -41,6 +41,7 @@ HELD_OUT_SETS = (
     Path("data/dev/open_zh_dev.jsonl"),
     Path("data/dev/open_en_dev.jsonl"),
     Path("data/dev/code_zh_dev.jsonl"),
+    Path("data/dev/code_en_dev.jsonl"),
 )
 
 

@@ -64,6 +64,9 @@ _WRITE_CODE = re.compile(
     r"|\b(?:write|implement|complete|fix)\b",
     re.IGNORECASE,
 )
+_HOST_CODE = re.compile(
+    r"主机(?:端)?(?:代码|函数|程序)|\bhost (?:code|function|program)", re.IGNORECASE
+)
 _ONE_STATEMENT = re.compile(r"关键(?:语句|代码行)|\bkey (?:statement|line)\b", re.IGNORECASE)
 _CODE_QUESTION = re.compile(
     r"代码|写出|语句|声明|调用|\b(?:code|listing|statement|declare|write|call)s?\b", re.IGNORECASE
@@ -338,17 +341,33 @@ _CONTINUES = ("+", "-", "*", "/", "%", "&", "|", "^", "?", ":", ")", "]", "<<", 
 
 
 def _statements(block: str, indent: bool = False) -> list[str]:
-    """A listing's lines, comments dropped, with a statement cut over lines joined again
+    """A listing's statements, comments dropped, a statement cut over lines joined again
     ("int lin = threadIdx.x" + "+ threadIdx.y * blockDim.x;" is one line); with ``indent``
-    each keeps its leading spaces (the same lines, for showing)."""
+    the same statements as the notes lay them out, for showing: indented, over their lines."""
     out: list[str] = []
     for line in block.split("\n"):
         code = line.split("//")[0].rstrip()
-        if out and code.strip().startswith(_CONTINUES) and not out[-1].endswith((";", "{", "}")):
-            out[-1] = f"{out[-1]} {code.strip()}"
+        if (
+            out
+            and code.strip()
+            and not out[-1].endswith((";", "{", "}"))
+            and (code.strip().startswith(_CONTINUES) or out[-1].endswith((",", "(")))
+        ):  # an operator or an argument list carried over
+            out[-1] = f"{out[-1]}\n{code}" if indent else f"{out[-1]} {code.strip()}"
         elif code.strip():
             out.append(code if indent else code.strip())
     return out
+
+
+def _defined(statements: list[str], kernels: bool = True) -> set[str]:
+    """The functions a listing defines (lower-cased; a prototype ends in ";"), kernels
+    (``__global__``, on the line or the one before) only with ``kernels``."""
+    names: set[str] = set()
+    for before, code in zip(["", *statements], statements, strict=False):
+        kernel = code.startswith("__global__") or before == "__global__"
+        if not code.endswith(";") and (kernels or not kernel):
+            names.update(m.lower() for m in _FUNCTION_NAME.findall(code))
+    return names
 
 
 def key_code_line(
@@ -366,11 +385,11 @@ def key_code_line(
     glossed = {t for term in load_glossary().english(question, 1) for t in tokenize(term)} - spelled
     context = {t for t in tokenize(" ".join(s.text for s in chosen)) if t.isascii()} - _C_WORDS
     best: tuple[float, str, int] | None = None
+    host = _HOST_CODE.search(question) is not None  # then a kernel's definition is not asked for
     for n, hit in enumerate(hits, 1):
         for block in re.findall(r"```[^\n]*\n(.*?)```", hit.chunk.text, flags=re.DOTALL):
             statements = _statements(block)
-            names = {m.lower() for c in statements if not c.endswith(";")
-                     for m in _FUNCTION_NAME.findall(c)}  # fmt: skip
+            names = _defined(statements, kernels=not host)
             defines = 100.0 * bool(whole and names & spelled)
             for at, code in enumerate(statements):
                 if len(code) < 8 or code.startswith(("#", "/*", "*", "}")):
@@ -388,44 +407,53 @@ def key_code_line(
     return (best[1], best[2]) if best else None
 
 
-def _code_only(text: str) -> bool:
-    """Is the text one fenced code block and nothing else?"""
-    text = text.strip()
-    return text.startswith("```") and text.endswith("```") and text.count("```") == 2
+_FENCED = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 
 
-def _code_body(text: str) -> str:
-    """A code-only chunk's code: no fences, no language tag."""
-    return text.strip()[3:-3].split("\n", 1)[-1].rstrip()
+def _edge_blocks(text: str) -> tuple[str | None, str | None]:
+    """(the code of a fenced block the text opens with, of one it ends with); None where the
+    text opens or ends with prose. A code-only text gives its one block twice."""
+    blocks = list(_FENCED.finditer(text))
+    if not blocks:
+        return None, None
+    first, last = blocks[0], blocks[-1]
+    lead = first.group(1).rstrip() if not text[: first.start()].strip() else None
+    trail = last.group(1).rstrip() if not text[last.end() :].strip() else None
+    return lead, trail
 
 
 def joined_listings(chunks: Sequence[Chunk]) -> dict[str, str]:
-    """chunk id -> the whole listing, one fenced block, for every code-only chunk of a listing
-    the chunker cut over several: neighbouring chunks of one section that come from one source
-    block (Markdown: the same source lines) or, where chunks carry pages only (PDF), that go on
-    while a brace opened earlier in the run is still open."""
-    runs: list[list[Chunk]] = []
-    depth, prev = 0, None
+    """chunk id -> the whole listing, one fenced block, for every chunk that holds a piece of
+    a listing the chunker cut over several. Pieces are neighbouring chunks of one section: one
+    that ends with a code block, then ones that open with one (the last may go on in prose);
+    they belong together when they come from one source block (Markdown: the same source lines)
+    or, where chunks carry pages only (PDF), while a brace opened earlier is still open."""
+    runs: list[list[tuple[Chunk, str]]] = []
+    depth, prev, open_end = 0, None, False
     for chunk in chunks:
-        if not _code_only(chunk.text):
-            prev = None
-            continue
-        body = _code_body(chunk.text)
-        if prev is not None and (prev.chapter, prev.section, prev.lang) == (
-            chunk.chapter, chunk.section, chunk.lang
-        ) and (depth > 0 if chunk.line_start is None
-               else (prev.line_start, prev.line_end) == (chunk.line_start, chunk.line_end)):  # fmt: skip
-            runs[-1].append(chunk)
+        lead, trail = _edge_blocks(chunk.text)
+        joins = (
+            open_end and lead is not None and prev is not None
+            and (prev.chapter, prev.section, prev.lang) == (chunk.chapter, chunk.section, chunk.lang)
+            and (depth > 0 if chunk.line_start is None
+                 else (prev.line_start, prev.line_end) == (chunk.line_start, chunk.line_end))
+        )  # fmt: skip
+        if joins and lead is not None:
+            runs[-1].append((chunk, lead))
+            depth += lead.count("{") - lead.count("}")
+            open_end = trail is not None and lead == trail  # code only: the listing may go on
+        elif trail is not None:
+            runs.append([(chunk, trail)])
+            depth = trail.count("{") - trail.count("}")
+            open_end = True
         else:
-            runs.append([chunk])
-            depth = 0
-        depth += body.count("{") - body.count("}")
+            open_end = False
         prev = chunk
     joined: dict[str, str] = {}
     for run in runs:
         if len(run) > 1:
-            text = "```\n" + "\n".join(_code_body(c.text) for c in run) + "\n```"
-            joined.update(dict.fromkeys((c.chunk_id for c in run), text))
+            text = "```\n" + "\n".join(code for _, code in run) + "\n```"
+            joined.update(dict.fromkeys((c.chunk_id for c, _ in run), text))
     return joined
 
 

@@ -520,7 +520,9 @@ class Assistant:
         texts = [english_terms(s.text) if terms else s.text for s in sentences]
         parts = [
             text if nxt is not None and nxt.passage == s.passage else f"{text}{gap}[{s.passage}]"
-            for text, s, nxt in zip(texts, sentences, [*sentences[1:], None], strict=True)
+            for text, s, nxt in zip(
+                texts, sentences, [*sentences[1:], None][: len(sentences)], strict=True
+            )
         ]
         cited = [s.passage for s in sentences]
         code = None
@@ -546,6 +548,9 @@ class Assistant:
             else ""
         )
         wall = time.perf_counter() - started
+        if not parts and not worked:  # no sentence passed the choice and no listing matched
+            return Answer(question=question, text=NOT_COVERED[language], language=language,  # type: ignore[arg-type]
+                          mode="not-covered", passages=hits, retrieval_s=retrieval_s, wall_s=wall)  # fmt: skip
         return Answer(question=question, text=lead + gap.join(parts), language=language,  # type: ignore[arg-type]
                       mode="extractive+calculate" if worked else "extractive", citations=self._citations(hits, cited),
                       passages=hits, retrieval_s=retrieval_s, ttft_s=wall, wall_s=wall)  # fmt: skip
