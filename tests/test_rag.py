@@ -520,6 +520,11 @@ def test_listings_cut_over_chunks_are_joined_by_source_lines_or_open_braces() ->
     mixed = [chunk(1, "The kernel:\n\n" + head, None), chunk(2, tail + "\n\nWhy it works.", None),
              chunk(3, tail, None)]  # fmt: skip
     assert joined_listings(mixed) == dict.fromkeys(["k1", "k2"], joined["k1"])
+    # no brace open, but the piece stops inside a statement: "dim3 dimGrid((W + 15) / 16,"
+    launch = [chunk(1, "```\ndim3 dimGrid((W + 15) / 16,\n```", None),
+              chunk(2, "```\n             (H + 15) / 16);\nk<<<dimGrid, 256>>>(a);\n```", None),
+              chunk(3, "```\nint y = 0;\n```", None)]  # fmt: skip
+    assert set(joined_listings(launch)) == {"k1", "k2"}
 
 
 def test_an_extractive_answer_without_a_chosen_sentence(

@@ -422,30 +422,41 @@ def _edge_blocks(text: str) -> tuple[str | None, str | None]:
     return lead, trail
 
 
+def _cut(code: str) -> bool:
+    """Does the code stop inside a statement (its last line ends with ``,``, ``(`` or an
+    operator: "dim3 dimGrid((Width + t - 1) / t,")?"""
+    lines = [line.split("//")[0].rstrip() for line in code.split("\n")]
+    last = next((line for line in reversed(lines) if line.strip()), "")
+    return last.endswith(
+        (",", "(", "+", "-", "*", "/", "=", "&&", "||", "?")
+    ) and not last.lstrip().startswith("#")
+
+
 def joined_listings(chunks: Sequence[Chunk]) -> dict[str, str]:
     """chunk id -> the whole listing, one fenced block, for every chunk that holds a piece of
     a listing the chunker cut over several. Pieces are neighbouring chunks of one section: one
     that ends with a code block, then ones that open with one (the last may go on in prose);
     they belong together when they come from one source block (Markdown: the same source lines)
-    or, where chunks carry pages only (PDF), while a brace opened earlier is still open."""
+    or, where chunks carry pages only (PDF), while a brace opened earlier is still open or the
+    last piece stopped inside a statement."""
     runs: list[list[tuple[Chunk, str]]] = []
-    depth, prev, open_end = 0, None, False
+    depth, prev, open_end, cut = 0, None, False, False
     for chunk in chunks:
         lead, trail = _edge_blocks(chunk.text)
         joins = (
             open_end and lead is not None and prev is not None
             and (prev.chapter, prev.section, prev.lang) == (chunk.chapter, chunk.section, chunk.lang)
-            and (depth > 0 if chunk.line_start is None
+            and (depth > 0 or cut if chunk.line_start is None
                  else (prev.line_start, prev.line_end) == (chunk.line_start, chunk.line_end))
         )  # fmt: skip
         if joins and lead is not None:
             runs[-1].append((chunk, lead))
             depth += lead.count("{") - lead.count("}")
-            open_end = trail is not None and lead == trail  # code only: the listing may go on
+            open_end, cut = trail is not None and lead == trail, _cut(lead)  # code only: may go on
         elif trail is not None:
             runs.append([(chunk, trail)])
             depth = trail.count("{") - trail.count("}")
-            open_end = True
+            open_end, cut = True, _cut(trail)
         else:
             open_end = False
         prev = chunk
