@@ -544,27 +544,18 @@ def test_an_extractive_answer_without_a_chosen_sentence(
 
 
 def test_a_listing_cut_over_chunks_is_offered_whole(assistant: Assistant) -> None:
-    """The real index cuts long listings into code-only chunks of one source block (Markdown
-    notes: the same source lines); the pieces are joined, still cited as the chunk that was hit."""
+    """The real index cuts long listings over chunks, in the Markdown (Chinese) and the PDF
+    (English) notes alike; the pieces are joined, still cited as the chunk that was hit."""
     retriever = assistant.retriever
     assert retriever is not None
-    pieces: dict[tuple[object, ...], list[str]] = {}
-    for c in retriever.chunks:
-        text = c.text.strip()
-        if (
-            text.count("```") == 2
-            and text.startswith("```")
-            and text.endswith("```")
-            and c.line_start
-        ):
-            key = (c.chapter, c.section, c.lang, c.line_start, c.line_end)
-            pieces.setdefault(key, []).append(c.chunk_id)
-    cut = [ids for ids in pieces.values() if len(ids) >= 2]
-    assert cut, "the companion index has no listing cut over chunks any more"
-    chunk = next(c for c in retriever.chunks if c.chunk_id == cut[0][0])
-    joined = assistant._joined_listing(Hit(chunk=chunk, score=1.0, rank=1))
-    assert joined.chunk.text.count("```") == 2 and len(joined.chunk.text) > len(chunk.text)
-    assert joined.chunk.chunk_id == chunk.chunk_id  # still cited as the chunk that was hit
+    joined = joined_listings(retriever.chunks)
+    langs = {c.lang for c in retriever.chunks if c.chunk_id in joined}
+    assert langs == {"en", "zh"}, "the companion index has no listing cut over chunks any more"
+    chunk = next(c for c in retriever.chunks if c.chunk_id in joined)
+    hit = assistant._joined_listing(Hit(chunk=chunk, score=1.0, rank=1))
+    assert hit.chunk.text == joined[chunk.chunk_id] != chunk.text
+    assert hit.chunk.text.count("```") == 2
+    assert hit.chunk.chunk_id == chunk.chunk_id  # still cited as the chunk that was hit
 
 
 def test_a_chinese_request_for_a_kernel_is_answered_with_its_listing(assistant: Assistant) -> None:

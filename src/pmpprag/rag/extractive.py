@@ -88,6 +88,8 @@ _CONNECTIVE = re.compile(
 _SUBQUESTION = re.compile(r"(?<=[？?；;])")
 # Sections that list mistakes ("常见误区", "Common pitfalls"): each item opens with the mistake.
 _PITFALLS = re.compile(r"常见(?:误区|错误|陷阱)|pitfall|mistake", re.IGNORECASE)
+# a fenced code block's code (without the fence and its language tag)
+_FENCED = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 # a function definition's name: "__global__ void vecAddKernel(" (a prototype ends in ";")
 _FUNCTION_NAME = re.compile(r"\b(?:void|int|float|double|bool|char)\s*\*?\s+(\w+)\s*\(")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(\))?")
@@ -387,10 +389,10 @@ def key_code_line(
     best: tuple[float, str, int] | None = None
     host = _HOST_CODE.search(question) is not None  # then a kernel's definition is not asked for
     for n, hit in enumerate(hits, 1):
-        for block in re.findall(r"```[^\n]*\n(.*?)```", hit.chunk.text, flags=re.DOTALL):
+        for block in _FENCED.findall(hit.chunk.text):
             statements = _statements(block)
-            names = _defined(statements, kernels=not host)
-            defines = 100.0 * bool(whole and names & spelled)
+            # a listing that defines a function the question names comes first
+            defines = 100.0 * bool(whole and _defined(statements, kernels=not host) & spelled)
             for at, code in enumerate(statements):
                 if len(code) < 8 or code.startswith(("#", "/*", "*", "}")):
                     continue
@@ -405,9 +407,6 @@ def key_code_line(
                     shown = _statements(block, indent=True)[start : start + whole]
                     best = (score, textwrap.dedent("\n".join(shown)) if whole else code, n)
     return (best[1], best[2]) if best else None
-
-
-_FENCED = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 
 
 def _edge_blocks(text: str) -> tuple[str | None, str | None]:

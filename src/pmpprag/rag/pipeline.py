@@ -40,7 +40,7 @@ from pmpprag.generation import (
     SamplingConfig,
     load_generator,
 )
-from pmpprag.index import Retrieval, Retriever, RetrieverConfig
+from pmpprag.index import Retriever, RetrieverConfig
 from pmpprag.rag.calc import solve, worked_text
 from pmpprag.rag.extractive import (
     LEXICAL_WEIGHT,
@@ -271,13 +271,14 @@ class Assistant:
         return self.cfg.mode == "extractive"
 
     def _not_covered(
-        self, question: str, language: Literal["en", "zh"], found: Retrieval, started: float
-    ) -> Answer:
-        """The answer for a question whose best passage is below ``min_confidence``."""
+        self, question: str, language: Literal["en", "zh"], hits: list[Hit], retrieval_s: float,
+        started: float, **meta: Any,
+    ) -> Answer:  # fmt: skip
+        """The answer for a question whose best passage is below ``min_confidence``, or for
+        which no sentence of the passages was chosen."""
         return Answer(question=question, text=NOT_COVERED[language], language=language,
-                      mode="not-covered", passages=found.hits, retrieval_s=found.seconds,
-                      wall_s=time.perf_counter() - started,
-                      meta={"confidence": found.confidence})  # fmt: skip
+                      mode="not-covered", passages=hits, retrieval_s=retrieval_s,
+                      wall_s=time.perf_counter() - started, meta=meta)  # fmt: skip
 
     def _language(self, question: str) -> Literal["en", "zh"]:
         if self.cfg.language != "auto":
@@ -317,7 +318,14 @@ class Assistant:
                 )
                 hits, retrieval_s = found.hits, found.seconds
                 if found.confidence < self.cfg.min_confidence:
-                    answers[i] = self._not_covered(item.text, language, found, started)
+                    answers[i] = self._not_covered(
+                        item.text,
+                        language,
+                        found.hits,
+                        found.seconds,
+                        started,
+                        confidence=found.confidence,
+                    )
                     continue
             context = (
                 build_context(hits, self.cfg.context_tokens, self.count_tokens) if hits else None
@@ -366,7 +374,9 @@ class Assistant:
         started = time.perf_counter()
         found = self.retriever.retrieve(question, k=k, chapters=chapters, language=language)
         if found.confidence < self.cfg.min_confidence:
-            yield self._not_covered(question, language, found, started)
+            yield self._not_covered(
+                question, language, found.hits, found.seconds, started, confidence=found.confidence
+            )
             return
         context = build_context(found.hits, self.cfg.context_tokens, self.count_tokens)
         prompt = self._prompt(question, context)
@@ -519,11 +529,10 @@ class Assistant:
         terms = language == "zh" and self.cfg.english_terms
         texts = [english_terms(s.text) if terms else s.text for s in sentences]
         parts = [
-            text if nxt is not None and nxt.passage == s.passage else f"{text}{gap}[{s.passage}]"
-            for text, s, nxt in zip(
-                texts, sentences, [*sentences[1:], None][: len(sentences)], strict=True
-            )
-        ]
+            text if i + 1 < len(sentences) and sentences[i + 1].passage == s.passage
+            else f"{text}{gap}[{s.passage}]"
+            for i, (text, s) in enumerate(zip(texts, sentences, strict=True))
+        ]  # fmt: skip
         cited = [s.passage for s in sentences]
         code = None
         if asks_for_code(question):
@@ -547,10 +556,9 @@ class Assistant:
             if worked
             else ""
         )
-        wall = time.perf_counter() - started
         if not parts and not worked:  # no sentence passed the choice and no listing matched
-            return Answer(question=question, text=NOT_COVERED[language], language=language,  # type: ignore[arg-type]
-                          mode="not-covered", passages=hits, retrieval_s=retrieval_s, wall_s=wall)  # fmt: skip
+            return self._not_covered(question, language, hits, retrieval_s, started)  # type: ignore[arg-type]
+        wall = time.perf_counter() - started
         return Answer(question=question, text=lead + gap.join(parts), language=language,  # type: ignore[arg-type]
                       mode="extractive+calculate" if worked else "extractive", citations=self._citations(hits, cited),
                       passages=hits, retrieval_s=retrieval_s, ttft_s=wall, wall_s=wall)  # fmt: skip
