@@ -493,6 +493,22 @@ def test_a_request_for_a_named_kernel_gets_the_listing_that_defines_it() -> None
     assert key_code_line(question, [host, kernel], []) is not None
 
 
+def test_a_whole_listing_that_names_nothing_the_question_quotes_is_not_shown() -> None:
+    """A matrix-multiplication launch shares "kernel", "m" and "p" with a question about a
+    structure-of-arrays kernel; it is off topic, and the answer goes without a listing."""
+    launch = _zh_hit(1, 5, 10, "Tiling", "```c\ndim3 dimGrid(Width / TILE_WIDTH, Width / TILE_WIDTH);"
+                     "\ntiledMatrixMulKernel<<<dimGrid, dimBlock>>>(M_d, N_d, P_d, Width);\n```\n")  # fmt: skip
+    question = ("Particles are stored as `struct Particle { float x, y, z, m; }` and scaled by a "
+                "kernel doing `p[i].x *= s;`. Write `scaleParticlesSoA(float *x, float s, int n)`.")  # fmt: skip
+    assert key_code_line(question, [launch], [], whole=30) is None
+    # a listing that names what the question quotes is still shown
+    soa = _zh_hit(2, 5, 20, "Layouts", "```c\n__global__ void scaleParticlesSoA(float *x, float s, "
+                  "int n) {\n    int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
+                  "    if (i < n) x[i] *= s;\n}\n```\n")  # fmt: skip
+    listing = key_code_line(question, [launch, soa], [], whole=30)
+    assert listing is not None and listing[1] == 2
+
+
 def test_listings_cut_over_chunks_are_joined_by_source_lines_or_open_braces() -> None:
     def chunk(i: int, text: str, line: int | None, section: str = "2.1") -> Chunk:
         return Chunk(chunk_id=f"k{i}", text=text, chapter=2, chapter_title="t", section=section,

@@ -90,6 +90,7 @@ _SUBQUESTION = re.compile(r"(?<=[？?；;])")
 _PITFALLS = re.compile(r"常见(?:误区|错误|陷阱)|pitfall|mistake", re.IGNORECASE)
 # a fenced code block's code (without the fence and its language tag)
 _FENCED = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
+_QUOTED = re.compile(r"`([^`]+)`")  # inline code in a question
 # a function definition's name: "__global__ void vecAddKernel(" (a prototype ends in ";")
 _FUNCTION_NAME = re.compile(r"\b(?:void|int|float|double|bool|char)\s*\*?\s+(\w+)\s*\(")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(\))?")
@@ -382,15 +383,20 @@ def key_code_line(
     None when no line shares at least two of them (C keywords aside). With ``whole``, the
     listing that holds that line instead: ``whole`` statements around it, one per line, and a
     listing that defines a function the question names (``vecAddKernel``) beats one that only
-    calls it."""
+    calls it, and one that names nothing the question quotes in backticks is not shown."""
     spelled = {t for t in tokenize(question) if t.isascii()} - _C_WORDS
     glossed = {t for term in load_glossary().english(question, 1) for t in tokenize(term)} - spelled
     context = {t for t in tokenize(" ".join(s.text for s in chosen)) if t.isascii()} - _C_WORDS
     best: tuple[float, str, int] | None = None
     host = _HOST_CODE.search(question) is not None  # then a kernel's definition is not asked for
+    # names in the question's quoted code (`scaleParticlesSoA(float *x, ...)`), not "x" or "m"
+    quoted = {t for span in _QUOTED.findall(question) for t in tokenize(span) if len(t) > 1}
+    quoted -= _C_WORDS
     for n, hit in enumerate(hits, 1):
         for block in _FENCED.findall(hit.chunk.text):
             statements = _statements(block)
+            if whole and quoted and not quoted & set(tokenize(block)):
+                continue  # a whole listing that names nothing the question quotes is off topic
             # a listing that defines a function the question names comes first
             defines = 100.0 * bool(whole and _defined(statements, kernels=not host) & spelled)
             for at, code in enumerate(statements):
