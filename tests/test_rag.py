@@ -493,6 +493,22 @@ def test_a_request_for_a_named_kernel_gets_the_listing_that_defines_it() -> None
     assert key_code_line(question, [host, kernel], []) is not None
 
 
+def test_a_request_for_a_kernel_gets_a_kernel_rather_than_its_launch() -> None:
+    """No listing defines the kernel the question names; the launch shares more words with it
+    ("tiled", "mul", "width") than the tiled kernel does, but a kernel was asked for."""
+    launch = _zh_hit(1, 5, 10, "Tiling", "```c\ndim3 dimGrid(Width / TILE_WIDTH, Width / TILE_WIDTH);"
+                     "\ntiledMatrixMulKernel<<<dimGrid, dimBlock>>>(M_d, N_d, P_d, Width);\n```\n")  # fmt: skip
+    kernel = _zh_hit(2, 5, 20, "Tiling", "```c\n__global__ void matMul(float* M, float* N, float* P) {"
+                     "\n    __shared__ float Mds[TILE_WIDTH][TILE_WIDTH];\n"
+                     "    Mds[ty][tx] = M[Row * J + ph * TILE_WIDTH + tx];\n}\n```\n")  # fmt: skip
+    question = "Write the tiled kernel `tiledMatMulRect(float* M, float* N, float* P, int Width)`."
+    listing = key_code_line(question, [launch, kernel], [], whole=30)
+    assert listing is not None and listing[1] == 2 and listing[0].startswith("__global__")
+    # host code asked for: the launch
+    host = "Write the host code that launches `tiledMatMulRect(M_d, N_d, P_d, Width)`."
+    assert key_code_line(host, [launch, kernel], [], whole=30)[1] == 1  # type: ignore[index]
+
+
 def test_a_whole_listing_that_names_nothing_the_question_quotes_is_not_shown() -> None:
     """A matrix-multiplication launch shares "kernel", "m" and "p" with a question about a
     structure-of-arrays kernel; it is off topic, and the answer goes without a listing."""

@@ -67,6 +67,9 @@ _WRITE_CODE = re.compile(
 _HOST_CODE = re.compile(
     r"主机(?:端)?(?:代码|函数|程序)|\bhost (?:code|function|program)", re.IGNORECASE
 )
+_KERNEL = re.compile(r"kernel|核函数", re.IGNORECASE)  # a question about (or asking for) a kernel
+_HOST_CALL = re.compile(r"<<<|\bcuda[A-Z]\w*\s*\(")  # a launch or a runtime call: host code
+_DEVICE_CODE = re.compile(r"__global__|__device__|__shared__|__syncthreads|\b(?:thread|block)Idx\b")
 _ONE_STATEMENT = re.compile(r"关键(?:语句|代码行)|\bkey (?:statement|line)\b", re.IGNORECASE)
 _CODE_QUESTION = re.compile(
     r"代码|写出|语句|声明|调用|\b(?:code|listing|statement|declare|write|call)s?\b", re.IGNORECASE
@@ -383,12 +386,14 @@ def key_code_line(
     None when no line shares at least two of them (C keywords aside). With ``whole``, the
     listing that holds that line instead: ``whole`` statements around it, one per line, and a
     listing that defines a function the question names (``vecAddKernel``) beats one that only
-    calls it, and one that names nothing the question quotes in backticks is not shown."""
+    calls it, device code beats host code when a kernel is asked for, and one that names
+    nothing the question quotes in backticks is not shown."""
     spelled = {t for t in tokenize(question) if t.isascii()} - _C_WORDS
     glossed = {t for term in load_glossary().english(question, 1) for t in tokenize(term)} - spelled
     context = {t for t in tokenize(" ".join(s.text for s in chosen)) if t.isascii()} - _C_WORDS
     best: tuple[float, str, int] | None = None
     host = _HOST_CODE.search(question) is not None  # then a kernel's definition is not asked for
+    kernel_asked = not host and _KERNEL.search(question) is not None
     # names in the question's quoted code (`scaleParticlesSoA(float *x, ...)`), not "x" or "m"
     quoted = {t for span in _QUOTED.findall(question) for t in tokenize(span) if len(t) > 1}
     quoted -= _C_WORDS
@@ -399,6 +404,10 @@ def key_code_line(
                 continue  # a whole listing that names nothing the question quotes is off topic
             # a listing that defines a function the question names comes first
             defines = 100.0 * bool(whole and _defined(statements, kernels=not host) & spelled)
+            # a kernel asked for ("write the tiled kernel"): device code (a piece of a kernel) first
+            kernels = _defined(statements) - _defined(statements, kernels=False)
+            device = kernels or (_DEVICE_CODE.search(block) and not _HOST_CALL.search(block))
+            defines += 50.0 * bool(whole and kernel_asked and device)
             for at, code in enumerate(statements):
                 if len(code) < 8 or code.startswith(("#", "/*", "*", "}")):
                     continue
