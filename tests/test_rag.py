@@ -477,43 +477,47 @@ def test_a_question_that_asks_for_code_gets_the_whole_listing() -> None:
     assert key_code_line(question, [hit], [], whole=2)[0].count("\n") == 1  # type: ignore[index]
 
 
-def test_a_request_for_a_named_kernel_gets_the_listing_that_defines_it() -> None:
-    """The host stub that launches vecAddKernel shares more words with the question than the
-    kernel does; the kernel is what was asked for."""
-    host = _zh_hit(1, 2, 10, "向量加法", "主机桩函数：\n\n```c\nvoid vecAdd(float* A_h, float* B_h, "
-                   "float* C_h, int n) {\n    int size = n * sizeof(float);\n    vecAddKernel<<<"
-                   "ceil(n / 256.0), 256>>>(A_d, B_d, C_d, n);\n}\n```\n")  # fmt: skip
-    kernel = _zh_hit(2, 2, 20, "向量加法", "```c\n__global__ void vecAddKernel(float* A, float* B, "
-                     "float* C, int n) {\n    int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
-                     "    if (i < n) C[i] = A[i] + B[i];\n}\n```\n")  # fmt: skip
-    question = "写出 vecAddKernel，它以 ceil(n / 256.0) 个线程块、每块 256 个线程启动。"
-    listing = key_code_line(question, [host, kernel], [], whole=30)
+_TILED_LAUNCH = ("```c\ndim3 dimGrid(Width / TILE_WIDTH, Width / TILE_WIDTH);\n"
+                 "tiledMatrixMulKernel<<<dimGrid, dimBlock>>>(M_d, N_d, P_d, Width);\n```\n")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("host", "kernel", "question"),
+    [  # the host stub that launches vecAddKernel shares more words with the question
+        ("主机桩函数：\n\n```c\nvoid vecAdd(float* A_h, float* B_h, float* C_h, int n) {\n"
+         "    int size = n * sizeof(float);\n    vecAddKernel<<<ceil(n / 256.0), 256>>>(A_d, B_d, "
+         "C_d, n);\n}\n```\n",
+         "```c\n__global__ void vecAddKernel(float* A, float* B, float* C, int n) {\n"
+         "    int i = blockIdx.x * blockDim.x + threadIdx.x;\n    if (i < n) C[i] = A[i] + B[i];\n"
+         "}\n```\n",
+         "写出 vecAddKernel，它以 ceil(n / 256.0) 个线程块、每块 256 个线程启动。"),
+        # no listing defines the kernel the question names; the launch shares "tiled", "mul"
+        # and "width" with it, but a kernel was asked for
+        (_TILED_LAUNCH,
+         "```c\n__global__ void matMul(float* M, float* N, float* P) {\n"
+         "    __shared__ float Mds[TILE_WIDTH][TILE_WIDTH];\n"
+         "    Mds[ty][tx] = M[Row * J + ph * TILE_WIDTH + tx];\n}\n```\n",
+         "Write the tiled kernel `tiledMatMulRect(float* M, float* N, float* P, int Width)`."),
+    ],
+)  # fmt: skip
+def test_a_request_for_a_kernel_gets_a_kernel_rather_than_its_launch(
+    host: str, kernel: str, question: str
+) -> None:
+    hits = [_zh_hit(1, 2, 10, "s", host), _zh_hit(2, 2, 20, "s", kernel)]
+    listing = key_code_line(question, hits, [], whole=30)
     assert listing is not None and listing[1] == 2 and listing[0].startswith("__global__")
     # the key line alone still comes from whichever line matches best
-    assert key_code_line(question, [host, kernel], []) is not None
-
-
-def test_a_request_for_a_kernel_gets_a_kernel_rather_than_its_launch() -> None:
-    """No listing defines the kernel the question names; the launch shares more words with it
-    ("tiled", "mul", "width") than the tiled kernel does, but a kernel was asked for."""
-    launch = _zh_hit(1, 5, 10, "Tiling", "```c\ndim3 dimGrid(Width / TILE_WIDTH, Width / TILE_WIDTH);"
-                     "\ntiledMatrixMulKernel<<<dimGrid, dimBlock>>>(M_d, N_d, P_d, Width);\n```\n")  # fmt: skip
-    kernel = _zh_hit(2, 5, 20, "Tiling", "```c\n__global__ void matMul(float* M, float* N, float* P) {"
-                     "\n    __shared__ float Mds[TILE_WIDTH][TILE_WIDTH];\n"
-                     "    Mds[ty][tx] = M[Row * J + ph * TILE_WIDTH + tx];\n}\n```\n")  # fmt: skip
-    question = "Write the tiled kernel `tiledMatMulRect(float* M, float* N, float* P, int Width)`."
-    listing = key_code_line(question, [launch, kernel], [], whole=30)
-    assert listing is not None and listing[1] == 2 and listing[0].startswith("__global__")
+    assert key_code_line(question, hits, []) is not None
     # host code asked for: the launch
-    host = "Write the host code that launches `tiledMatMulRect(M_d, N_d, P_d, Width)`."
-    assert key_code_line(host, [launch, kernel], [], whole=30)[1] == 1  # type: ignore[index]
+    asked = "Write the host code that launches `tiledMatMulRect(M_d, N_d, P_d, Width)`."
+    if host == _TILED_LAUNCH:
+        assert key_code_line(asked, hits, [], whole=30)[1] == 1  # type: ignore[index]
 
 
 def test_a_whole_listing_that_names_nothing_the_question_quotes_is_not_shown() -> None:
     """A matrix-multiplication launch shares "kernel", "m" and "p" with a question about a
     structure-of-arrays kernel; it is off topic, and the answer goes without a listing."""
-    launch = _zh_hit(1, 5, 10, "Tiling", "```c\ndim3 dimGrid(Width / TILE_WIDTH, Width / TILE_WIDTH);"
-                     "\ntiledMatrixMulKernel<<<dimGrid, dimBlock>>>(M_d, N_d, P_d, Width);\n```\n")  # fmt: skip
+    launch = _zh_hit(1, 5, 10, "Tiling", _TILED_LAUNCH)
     question = ("Particles are stored as `struct Particle { float x, y, z, m; }` and scaled by a "
                 "kernel doing `p[i].x *= s;`. Write `scaleParticlesSoA(float *x, float s, int n)`.")  # fmt: skip
     assert key_code_line(question, [launch], [], whole=30) is None
