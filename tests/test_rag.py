@@ -482,7 +482,7 @@ _TILED_LAUNCH = ("```c\ndim3 dimGrid(Width / TILE_WIDTH, Width / TILE_WIDTH);\n"
 
 
 @pytest.mark.parametrize(
-    ("host", "kernel", "question"),
+    ("host", "kernel", "question", "host_question"),
     [  # the host stub that launches vecAddKernel shares more words with the question
         ("主机桩函数：\n\n```c\nvoid vecAdd(float* A_h, float* B_h, float* C_h, int n) {\n"
          "    int size = n * sizeof(float);\n    vecAddKernel<<<ceil(n / 256.0), 256>>>(A_d, B_d, "
@@ -490,28 +490,41 @@ _TILED_LAUNCH = ("```c\ndim3 dimGrid(Width / TILE_WIDTH, Width / TILE_WIDTH);\n"
          "```c\n__global__ void vecAddKernel(float* A, float* B, float* C, int n) {\n"
          "    int i = blockIdx.x * blockDim.x + threadIdx.x;\n    if (i < n) C[i] = A[i] + B[i];\n"
          "}\n```\n",
-         "写出 vecAddKernel，它以 ceil(n / 256.0) 个线程块、每块 256 个线程启动。"),
+         "写出 vecAddKernel，它以 ceil(n / 256.0) 个线程块、每块 256 个线程启动。",
+         "核函数 vecAddKernel 已经写好。请写出主机端桩函数 `void vecAdd(float* A_h, float* B_h, "
+         "float* C_h, int n)`。"),
         # no listing defines the kernel the question names; the launch shares "tiled", "mul"
         # and "width" with it, but a kernel was asked for
         (_TILED_LAUNCH,
          "```c\n__global__ void matMul(float* M, float* N, float* P) {\n"
          "    __shared__ float Mds[TILE_WIDTH][TILE_WIDTH];\n"
          "    Mds[ty][tx] = M[Row * J + ph * TILE_WIDTH + tx];\n}\n```\n",
-         "Write the tiled kernel `tiledMatMulRect(float* M, float* N, float* P, int Width)`."),
+         "Write the tiled kernel `tiledMatMulRect(float* M, float* N, float* P, int Width)`.",
+         "Write the host code that launches `tiledMatMulRect(M_d, N_d, P_d, Width)`."),
     ],
 )  # fmt: skip
 def test_a_request_for_a_kernel_gets_a_kernel_rather_than_its_launch(
-    host: str, kernel: str, question: str
+    host: str, kernel: str, question: str, host_question: str
 ) -> None:
     hits = [_zh_hit(1, 2, 10, "s", host), _zh_hit(2, 2, 20, "s", kernel)]
     listing = key_code_line(question, hits, [], whole=30)
     assert listing is not None and listing[1] == 2 and listing[0].startswith("__global__")
     # the key line alone still comes from whichever line matches best
     assert key_code_line(question, hits, []) is not None
-    # host code asked for: the launch
-    asked = "Write the host code that launches `tiledMatMulRect(M_d, N_d, P_d, Width)`."
-    if host == _TILED_LAUNCH:
-        assert key_code_line(asked, hits, [], whole=30)[1] == 1  # type: ignore[index]
+    # host code asked for ("主机端桩函数", "host code"): the host listing
+    assert key_code_line(host_question, hits, [], whole=30)[1] == 1  # type: ignore[index]
+
+
+def test_of_two_listings_that_define_the_named_function_the_whole_body_wins() -> None:
+    """The notes show `vecAdd`'s empty skeleton before its body; a request for it gets the body."""
+    skeleton = _zh_hit(1, 2, 10, "s", "```c\nvoid vecAdd(float* A_h, float* B_h, float* C_h, int n)"
+                       "\n{\n}\n```\n")  # fmt: skip
+    body = _zh_hit(2, 2, 20, "s", "```c\nvoid vecAdd(float* A_h, float* B_h, float* C_h, int n)\n{"
+                   "\n    int size = n * sizeof(float);\n    float *A_d;\n"
+                   "    cudaMalloc((void **)&A_d, size);\n    cudaFree(A_d);\n}\n```\n")  # fmt: skip
+    question = "请写出主机端桩函数 `void vecAdd(float* A_h, float* B_h, float* C_h, int n)`。"
+    listing = key_code_line(question, [skeleton, body], [], whole=30)
+    assert listing is not None and listing[1] == 2 and "cudaMalloc" in listing[0]
 
 
 def test_a_whole_listing_that_names_nothing_the_question_quotes_is_not_shown() -> None:

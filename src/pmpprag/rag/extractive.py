@@ -65,7 +65,8 @@ _WRITE_CODE = re.compile(
     re.IGNORECASE,
 )
 _HOST_CODE = re.compile(
-    r"主机(?:端)?(?:代码|函数|程序)|\bhost (?:code|function|program)", re.IGNORECASE
+    r"主机(?:端)?(?:的)?(?:桩)?(?:代码|函数|程序)|\bhost(?:-side)? (?:code|function|program|stub)",
+    re.IGNORECASE,
 )
 _KERNEL = re.compile(r"kernel|核函数", re.IGNORECASE)  # a question about (or asking for) a kernel
 _HOST_CALL = re.compile(r"<<<|\bcuda[A-Z]\w*\s*\(")  # a launch or a runtime call: host code
@@ -403,7 +404,9 @@ def key_code_line(
             if whole and quoted and not quoted & set(tokenize(block)):
                 continue  # a whole listing that names nothing the question quotes is off topic
             # a listing that defines a function the question names comes first
-            defines = 100.0 * bool(whole and _defined(statements, kernels=not host) & spelled)
+            named = bool(whole and _defined(statements, kernels=not host) & spelled)
+            # ... and of two that define it, the whole body beats an empty skeleton ("{ }")
+            defines = (100.0 + 0.1 * min(len(statements), whole)) * named
             # a kernel asked for ("write the tiled kernel"): device code (a piece of a kernel) first
             kernels = _defined(statements) - _defined(statements, kernels=False)
             device = kernels or (_DEVICE_CODE.search(block) and not _HOST_CALL.search(block))
