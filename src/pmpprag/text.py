@@ -10,6 +10,8 @@ from typing import Literal
 __all__ = [
     "CJK",
     "ENGLISH_TERMS",
+    "FENCED",
+    "INLINE_CODE",
     "char_ngrams",
     "cjk_share",
     "english_terms",
@@ -20,6 +22,9 @@ __all__ = [
 ]
 
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# a fenced code block's code (without the fence and its language tag), and an inline code span's
+FENCED = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
+INLINE_CODE = re.compile(r"`([^`]+)`")
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
 
 

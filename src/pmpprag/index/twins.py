@@ -22,14 +22,13 @@ import numpy as np
 
 from pmpprag.index.lexical import load_glossary, tokenize
 from pmpprag.schema import Chunk
+from pmpprag.text import FENCED
 
 __all__ = ["bridge_text", "link_twins"]
 
-_FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
-
 
 def _listings(text: str) -> set[str]:
-    return {block.strip() for block in _FENCE.findall(text) if block.strip()}
+    return {block.strip() for block in FENCED.findall(text) if block.strip()}
 
 
 def _words(chunk: Chunk) -> set[str]:
@@ -112,6 +111,6 @@ def bridge_text(text: str) -> str:
     """What an English-only embedding model reads for Chinese text: the glossary's English for
     its terms and the identifiers it already spells in English (MiniLM maps Chinese characters
     to unknown tokens, so the Chinese prose itself carries no signal for it)."""
-    prose = _FENCE.sub(" ", text)
+    prose = FENCED.sub(" ", text)
     identifiers = list(dict.fromkeys(_ASCII_WORD.findall(prose)))
     return " ".join([*load_glossary().english(text, 1), *identifiers])

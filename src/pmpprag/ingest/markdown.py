@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from pmpprag.errors import PmppragError
+from pmpprag.text import INLINE_CODE
 
 __all__ = ["Block", "MarkdownError", "parse_markdown", "plain_inline"]
 
@@ -129,7 +130,6 @@ def parse_markdown(path: Path) -> list[Block]:
     return blocks
 
 
-_INLINE_CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 
 
@@ -143,7 +143,7 @@ def inline_markup(text: str, code: str = "{}", bold: str = "{}") -> str:
         spans.append(match.group(1))
         return f"\x00{len(spans) - 1}\x00"
 
-    hidden = _BOLD.sub(lambda m: bold.format(m.group(1)), _INLINE_CODE.sub(hide, text))
+    hidden = _BOLD.sub(lambda m: bold.format(m.group(1)), INLINE_CODE.sub(hide, text))
     return re.sub("\x00(\\d+)\x00", lambda m: code.format(spans[int(m.group(1))]), hidden)
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from pmpprag.index.lexical import load_glossary, tokenize
 from pmpprag.index.twins import bridge_text
 from pmpprag.schema import Chunk, Hit
-from pmpprag.text import CJK, has_cjk, prose
+from pmpprag.text import CJK, FENCED, INLINE_CODE, has_cjk, prose
 
 __all__ = [
     "LEXICAL_WEIGHT",
@@ -92,9 +92,6 @@ _CONNECTIVE = re.compile(
 _SUBQUESTION = re.compile(r"(?<=[？?；;])")
 # Sections that list mistakes ("常见误区", "Common pitfalls"): each item opens with the mistake.
 _PITFALLS = re.compile(r"常见(?:误区|错误|陷阱)|pitfall|mistake", re.IGNORECASE)
-# a fenced code block's code (without the fence and its language tag)
-_FENCED = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
-_QUOTED = re.compile(r"`([^`]+)`")  # inline code in a question
 # a function definition's name: "__global__ void vecAddKernel(" (a prototype ends in ";")
 _FUNCTION_NAME = re.compile(r"\b(?:void|int|float|double|bool|char)\s*\*?\s+(\w+)\s*\(")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(\))?")
@@ -366,15 +363,34 @@ def _statements(block: str, indent: bool = False) -> list[str]:
     return out
 
 
-def _defined(statements: list[str], kernels: bool = True) -> set[str]:
-    """The functions a listing defines (lower-cased; a prototype ends in ";"), kernels
-    (``__global__``, on the line or the one before) only with ``kernels``."""
-    names: set[str] = set()
+def _defined(statements: list[str]) -> tuple[set[str], set[str]]:
+    """(the functions a listing defines, the kernels among them: ``__global__`` on the line or
+    the one before), lower-cased; a prototype ends in ";" and defines nothing."""
+    functions: set[str] = set()
+    kernels: set[str] = set()
     for before, code in zip(["", *statements], statements, strict=False):
-        kernel = code.startswith("__global__") or before == "__global__"
-        if not code.endswith(";") and (kernels or not kernel):
-            names.update(m.lower() for m in _FUNCTION_NAME.findall(code))
-    return names
+        if not code.endswith(";"):
+            kernel = code.startswith("__global__") or before == "__global__"
+            (kernels if kernel else functions).update(
+                m.lower() for m in _FUNCTION_NAME.findall(code)
+            )
+    return functions, kernels
+
+
+def _listing_priority(
+    statements: list[str], block: str, spelled: set[str], host: bool, kernel_asked: bool, whole: int
+) -> float:
+    """How much a listing is what a request for code asks for, before its lines are matched: one
+    that defines a function the question names (``vecAddKernel``, not a kernel when host code is
+    asked for) comes first, its whole body before an empty skeleton ("{ }"); then, when a kernel
+    is asked for, device code (one that defines a kernel, or a piece of one with no launch or
+    runtime call) before host code."""
+    functions, kernels = _defined(statements)
+    named = (functions if host else functions | kernels) & spelled
+    device = kernels or (_DEVICE_CODE.search(block) and not _HOST_CALL.search(block))
+    return (100.0 + 0.1 * min(len(statements), whole)) * bool(named) + 50.0 * bool(
+        kernel_asked and device
+    )
 
 
 def key_code_line(
@@ -385,10 +401,9 @@ def key_code_line(
     sentences' identifiers break ties, and a statement (ending in ";") beats a declaration; a
     line a chosen sentence already ends with (:func:`_inline_formulas`) is not repeated.
     None when no line shares at least two of them (C keywords aside). With ``whole``, the
-    listing that holds that line instead: ``whole`` statements around it, one per line, and a
-    listing that defines a function the question names (``vecAddKernel``) beats one that only
-    calls it, device code beats host code when a kernel is asked for, and one that names
-    nothing the question quotes in backticks is not shown."""
+    listing that holds that line instead: ``whole`` statements around it, one per line, the
+    listings ranked first by :func:`_listing_priority`; one that names nothing the question
+    quotes in backticks is not shown."""
     spelled = {t for t in tokenize(question) if t.isascii()} - _C_WORDS
     glossed = {t for term in load_glossary().english(question, 1) for t in tokenize(term)} - spelled
     context = {t for t in tokenize(" ".join(s.text for s in chosen)) if t.isascii()} - _C_WORDS
@@ -396,21 +411,18 @@ def key_code_line(
     host = _HOST_CODE.search(question) is not None  # then a kernel's definition is not asked for
     kernel_asked = not host and _KERNEL.search(question) is not None
     # names in the question's quoted code (`scaleParticlesSoA(float *x, ...)`), not "x" or "m"
-    quoted = {t for span in _QUOTED.findall(question) for t in tokenize(span) if len(t) > 1}
+    quoted = {t for span in INLINE_CODE.findall(question) for t in tokenize(span) if len(t) > 1}
     quoted -= _C_WORDS
     for n, hit in enumerate(hits, 1):
-        for block in _FENCED.findall(hit.chunk.text):
+        for block in FENCED.findall(hit.chunk.text):
             statements = _statements(block)
             if whole and quoted and not quoted & set(tokenize(block)):
                 continue  # a whole listing that names nothing the question quotes is off topic
-            # a listing that defines a function the question names comes first
-            named = bool(whole and _defined(statements, kernels=not host) & spelled)
-            # ... and of two that define it, the whole body beats an empty skeleton ("{ }")
-            defines = (100.0 + 0.1 * min(len(statements), whole)) * named
-            # a kernel asked for ("write the tiled kernel"): device code (a piece of a kernel) first
-            kernels = _defined(statements) - _defined(statements, kernels=False)
-            device = kernels or (_DEVICE_CODE.search(block) and not _HOST_CALL.search(block))
-            defines += 50.0 * bool(whole and kernel_asked and device)
+            priority = (
+                _listing_priority(statements, block, spelled, host, kernel_asked, whole)
+                if whole
+                else 0.0
+            )
             for at, code in enumerate(statements):
                 if len(code) < 8 or code.startswith(("#", "/*", "*", "}")):
                     continue
@@ -419,7 +431,7 @@ def key_code_line(
                 tokens = set(tokenize(code))
                 shared = len(spelled & tokens), len(glossed & tokens)
                 score = (2 * shared[0] + shared[1] + 0.1 * len(context & tokens)
-                         + 0.5 * code.endswith(";") + defines - 0.01 * n)  # fmt: skip
+                         + 0.5 * code.endswith(";") + priority - 0.01 * n)  # fmt: skip
                 if sum(shared) >= 2 and (best is None or score > best[0]):
                     start = max(0, min(at - whole // 3, len(statements) - whole))
                     shown = _statements(block, indent=True)[start : start + whole]
@@ -430,7 +442,7 @@ def key_code_line(
 def _edge_blocks(text: str) -> tuple[str | None, str | None]:
     """(the code of a fenced block the text opens with, of one it ends with); None where the
     text opens or ends with prose. A code-only text gives its one block twice."""
-    blocks = list(_FENCED.finditer(text))
+    blocks = list(FENCED.finditer(text))
     if not blocks:
         return None, None
     first, last = blocks[0], blocks[-1]
